@@ -1,0 +1,84 @@
+-- storemon's one schema definition. Applied idempotently on every open (see storemon/db.py).
+-- Times are integer microseconds since the Unix epoch (UTC) unless a column says otherwise.
+
+-- Each store id from the files, stored once; every other table keys stores by `id`.
+CREATE TABLE IF NOT EXISTS stores (
+    id INTEGER PRIMARY KEY,
+    store_id TEXT NOT NULL UNIQUE
+);
+
+-- Status polls, one row per store: its poll instants (int64 little-endian, microseconds, sorted, unique)
+-- and their statuses (one byte each, 1 = active). A report reads every store's series in one pass.
+CREATE TABLE IF NOT EXISTS poll_series (
+    store INTEGER PRIMARY KEY REFERENCES stores(id),
+    polls INTEGER NOT NULL,
+    first_ts INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL,
+    last_active INTEGER NOT NULL,
+    ts BLOB NOT NULL,
+    active BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS poll_series_last_ts ON poll_series(last_ts);
+
+-- Business hours as the file says them, local time of day in microseconds (end may be 86400000000 for 24:00).
+CREATE TABLE IF NOT EXISTS business_hours (
+    store INTEGER NOT NULL REFERENCES stores(id),
+    day INTEGER NOT NULL CHECK (day BETWEEN 0 AND 6),
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS business_hours_store ON business_hours(store);
+
+-- Time zone of each store as the file says it (an unknown name is kept; the engine falls back to the default).
+CREATE TABLE IF NOT EXISTS zones (
+    store INTEGER PRIMARY KEY REFERENCES stores(id),
+    timezone_str TEXT NOT NULL
+);
+
+-- What was read of each source file, so that an unchanged file is skipped and a grown one read from its end.
+CREATE TABLE IF NOT EXISTS source_files (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    consumed INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    header TEXT NOT NULL
+);
+
+-- One row per ingest (refresh): when, what it read per file, and how it ended.
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL,
+    data_version INTEGER,
+    files TEXT NOT NULL DEFAULT '[]',
+    error TEXT
+);
+
+-- Key/value facts about the data: data_version (bumped by every ingest that changed something), max_poll_ts.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value
+);
+
+-- Report jobs: their parameters, progress and, once complete, the CSV.
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    requested_as_of TEXT,
+    interpolation TEXT NOT NULL,
+    as_of TEXT,
+    data_version INTEGER,
+    created TEXT NOT NULL,
+    started TEXT,
+    finished TEXT,
+    row_count INTEGER,
+    csv TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_status ON reports(status);
+CREATE INDEX IF NOT EXISTS reports_created ON reports(created);

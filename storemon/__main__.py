@@ -1,0 +1,5 @@
+"""Allows `python -m storemon`."""
+
+from storemon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""The `storemon` command: a thin layer over the library (ingest, report, generate, bench, serve, console)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from storemon import __version__
+
+DEFAULT_DB = "storemon.db"
+DEFAULT_DATA_DIR = "data"
+
+
+class CommandError(Exception):
+    """A failure to report to the user as one line, with a non-zero exit."""
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default: {DEFAULT_DB})")
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help=f"directory with the CSV files (default: {DEFAULT_DATA_DIR})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storemon", description="Store uptime and downtime during business hours.")
+    parser.add_argument("--version", action="version", version=f"storemon {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="load the CSV files of a data directory into the database")
+    _add_data_dir(ingest)
+    _add_db(ingest)
+
+    report = commands.add_parser("report", help="write the uptime/downtime report as CSV")
+    _add_db(report)
+    report.add_argument("--as-of", help="ISO-8601 instant the report is computed at (default: the latest poll)")
+    report.add_argument("--interpolation", choices=["previous", "nearest"], default="previous",
+                        help="status between polls (default: previous)")
+    report.add_argument("-o", "--output", help="write the CSV to this file (default: standard output)")
+
+    generate = commands.add_parser("generate", help="write a Loop-shaped sample data set")
+    generate.add_argument("--out", required=True, help="directory to write the three CSV files to")
+    generate.add_argument("--stores", type=int, default=200)
+    generate.add_argument("--days", type=int, default=8)
+    generate.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except CommandError as exc:
+        print(f"storemon: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from storemon.ingest import ingest
+    from storemon.summary import ingest_summary
+
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise CommandError(f"data directory not found: {data_dir}")
+    db = _open_db(args.db)
+    result = ingest(db, data_dir, strict=True)
+    print(ingest_summary(result))
+    if not result.ok:
+        print(f"storemon: error: {'; '.join(result.errors)}; the database is unchanged", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from storemon.engine import compute_report
+    from storemon.parse import parse_instant
+    from storemon.snapshot import load_snapshot
+
+    as_of = None
+    if args.as_of is not None:
+        try:
+            as_of = parse_instant(args.as_of)
+        except ValueError as exc:
+            raise CommandError(f"--as-of: {exc}") from None
+    if not Path(args.db).exists():
+        raise CommandError(f"database not found: {args.db} (run `storemon ingest` first)")
+    db = _open_db(args.db)
+    report = compute_report(load_snapshot(db), as_of, args.interpolation)
+    text = report.to_csv()
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        print(f"wrote {len(report.store_ids)} stores to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from storemon.generate import generate
+
+    if args.stores < 1 or args.days < 1:
+        raise CommandError("--stores and --days must be at least 1")
+    try:
+        counts = generate(Path(args.out), stores=args.stores, days=args.days, seed=args.seed)
+    except OSError as exc:
+        raise CommandError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
+    print(", ".join(f"{name}: {count} rows" for name, count in counts.items()))
+    return 0
+
+
+def _open_db(path: str):
+    import sqlite3
+
+    from storemon.db import open_db
+
+    try:
+        return open_db(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise CommandError(f"cannot open database {path}: {exc}") from None
+
+
+COMMANDS = {"ingest": cmd_ingest, "report": cmd_report, "generate": cmd_generate}

@@ -1,0 +1,299 @@
+"""Ingest: the three CSV sources of a data directory into the database, in one transaction.
+
+Polls accumulate (deduplicated on store and instant, the later row winning); business hours and zones are replaced
+by their files' current content. Only what changed is read: an unchanged file is skipped, a grown one is read from
+where the last read ended, a rewritten one is read again in full. Each ingest is recorded in `ingest_runs`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlite_utils
+
+from storemon import parse, sources
+from storemon.db import get_meta, read_series, set_meta
+from storemon.sources import HOURS, POLLS, ZONES, Chunk, SourceError
+from storemon.zones import DEFAULT_ZONE, lookup_zone
+
+BAD_LINES_KEPT = 10
+
+
+@dataclass
+class FileResult:
+    """What one ingest did with one file."""
+
+    name: str
+    kind: str
+    action: str = "unchanged"  # read | appended | unchanged | failed
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_skipped: int = 0
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class IngestResult:
+    """The outcome of one ingest: per-file results, and the data version it produced."""
+
+    run_id: int
+    started: str
+    finished: str
+    files: list[FileResult]
+    data_version: int
+    changed: bool
+    rolled_back: bool = False
+
+    @property
+    def errors(self) -> list[str]:
+        return [f.error for f in self.files if f.error]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+class _RollBack(Exception):
+    """Raised inside the ingest transaction to undo it (strict mode with a failed file)."""
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO-8601 with seconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False) -> IngestResult:
+    """Load the data directory's CSV files into `db` (one transaction), and record the run.
+
+    A file that is missing, unreadable or lacks a required column keeps its old data and is reported. With
+    `strict`, any such file undoes the whole ingest, so that the database is unchanged.
+    """
+    data_dir = Path(data_dir)
+    started = now_iso()
+    run_id = db.execute(
+        "INSERT INTO ingest_runs (started, status) VALUES (?, 'running')", [started]
+    ).lastrowid
+    files: list[FileResult] = []
+    rolled_back = False
+    version = int(get_meta(db, "data_version", 0) or 0)
+    changed = False
+    try:
+        with db.atomic():
+            changed = _ingest_sources(db, data_dir, files)
+            if strict and any(f.error for f in files):
+                raise _RollBack
+            if changed:
+                version += 1
+                set_meta(db, "data_version", version)
+    except _RollBack:
+        rolled_back, changed = True, False
+    result = IngestResult(run_id, started, now_iso(), files, version, changed, rolled_back)
+    status = "ok" if result.ok else ("rolled back" if rolled_back else "partial")
+    db.execute(
+        "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
+        [result.finished, status, version, json.dumps([asdict(f) for f in files]),
+         "; ".join(result.errors) or None, run_id],
+    )
+    return result
+
+
+def mark_interrupted_runs(db: sqlite_utils.Database) -> int:
+    """Runs left 'running' by a killed process are recorded as interrupted. Returns how many."""
+    return db.execute(
+        "UPDATE ingest_runs SET status = 'interrupted', error = 'the process stopped during this ingest' "
+        "WHERE status = 'running'"
+    ).rowcount
+
+
+def _ingest_sources(db: sqlite_utils.Database, data_dir: Path, files: list[FileResult]) -> bool:
+    states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
+    changed = _ingest_polls(db, data_dir, states, files)
+    changed |= _replace_table(db, data_dir / sources.HOURS_FILE, HOURS, states, files)
+    changed |= _replace_table(db, data_dir / sources.ZONES_FILE, ZONES, states, files)
+    return changed
+
+
+def _plan_read(path: Path, state: dict | None) -> tuple[str, dict]:
+    """How to read a file given what was read of it before: ('unchanged'|'appended'|'read', read arguments)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise SourceError(f"{path.name}: file is missing") from None
+    except OSError as exc:
+        raise SourceError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+    if state is None:
+        return "read", {}
+    if stat.st_size == state["size"] and stat.st_mtime_ns == state["mtime_ns"]:
+        return "unchanged", {}
+    consumed = state["consumed"]
+    if stat.st_size >= consumed and sources.fingerprint(path, consumed) == state["fingerprint"]:
+        return "appended", {"start": consumed, "header": state["header"], "lines_before": state["lines"]}
+    return "read", {}
+
+
+def _save_state(db: sqlite_utils.Database, path: Path, kind: str, chunk: Chunk) -> None:
+    stat = path.stat()
+    db.execute(
+        "INSERT OR REPLACE INTO source_files (name, kind, size, mtime_ns, consumed, lines, fingerprint, header) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [path.name, kind, stat.st_size, stat.st_mtime_ns, chunk.end, chunk.lines_after,
+         sources.fingerprint(path, chunk.end), chunk.header],
+    )
+
+
+def _record_bad_rows(result: FileResult, chunk: Chunk, reasons: np.ndarray) -> np.ndarray:
+    """Count and keep the first bad rows of a chunk; returns the mask of good rows."""
+    good = reasons == ""
+    bad_rows = [(int(line), str(reason)) for line, reason in zip(chunk.line_numbers[~good], reasons[~good])]
+    every_bad = sorted(chunk.malformed + bad_rows)
+    result.rows_read = len(chunk.rows) + len(chunk.malformed)
+    result.rows_skipped = len(every_bad)
+    result.rows_loaded = int(good.sum())
+    result.bad_lines = every_bad[:BAD_LINES_KEPT]
+    if chunk.pending_tail:
+        result.notes.append(f"line {chunk.lines_after + 1} is incomplete (no newline yet): left for the next read")
+    return good
+
+
+def _first_reason(*reason_columns: np.ndarray) -> np.ndarray:
+    """Per row, the first non-empty reason among several columns' reasons."""
+    out = reason_columns[-1]
+    for reasons in reversed(reason_columns[:-1]):
+        out = np.where(reasons != "", reasons, out)
+    return out
+
+
+def _ingest_polls(db: sqlite_utils.Database, data_dir: Path, states: dict, files: list[FileResult]) -> bool:
+    ids_parts, ts_parts, active_parts = [], [], []
+    for path in sources.poll_files(data_dir):
+        result = FileResult(path.name, POLLS)
+        files.append(result)
+        try:
+            action, read_args = _plan_read(path, states.get(path.name))
+            if action == "unchanged":
+                continue
+            chunk = sources.read_chunk(path, POLLS, **read_args)
+        except SourceError as exc:
+            result.action, result.error = "failed", str(exc)
+            continue
+        result.action = action
+        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
+        ts, ts_reasons = parse.parse_timestamps(chunk.rows["timestamp_utc"])
+        active, status_reasons = parse.parse_statuses(chunk.rows["status"])
+        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, ts_reasons, status_reasons))
+        ids_parts.append(ids[good])
+        ts_parts.append(ts[good])
+        active_parts.append(active[good])
+        _save_state(db, path, POLLS, chunk)
+    new_count = sum(len(part) for part in ts_parts)
+    if new_count == 0:
+        return any(f.action in ("read", "appended") for f in files)
+    keys = store_keys(db, np.concatenate(ids_parts))
+    merge_polls(db, keys, np.concatenate(ts_parts), np.concatenate(active_parts))
+    return True
+
+
+def _replace_table(
+    db: sqlite_utils.Database, path: Path, kind: str, states: dict, files: list[FileResult]
+) -> bool:
+    """Replace business hours or zones by the file's whole content, unless the file is unchanged."""
+    result = FileResult(path.name, kind)
+    files.append(result)
+    try:
+        action, _ = _plan_read(path, states.get(path.name))
+        if action == "unchanged":
+            return False
+        chunk = sources.read_chunk(path, kind)
+        if chunk.pending_tail:
+            raise SourceError(
+                f"{path.name}: last line {chunk.lines_after + 1} is incomplete (file still being written?)"
+            )
+    except SourceError as exc:
+        result.action, result.error = "failed", str(exc)
+        return False
+    result.action = "read"
+    ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
+    if kind == HOURS:
+        days, day_reasons = parse.parse_days(chunk.rows["day"])
+        starts, start_reasons = parse.parse_times_of_day(chunk.rows["start_time_local"], "start_time_local",
+                                                         allow_24=False)
+        ends, end_reasons = parse.parse_times_of_day(chunk.rows["end_time_local"], "end_time_local",
+                                                     allow_24=True)
+        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, day_reasons, start_reasons, end_reasons))
+        keys = store_keys(db, ids[good])
+        frame = pd.DataFrame({"store": keys, "day": days[good], "start_us": starts[good], "end_us": ends[good]})
+        frame = frame.drop_duplicates()
+        db.execute("DELETE FROM business_hours")
+        db.conn.executemany(
+            "INSERT INTO business_hours (store, day, start_us, end_us) VALUES (?, ?, ?, ?)",
+            frame.itertuples(index=False, name=None),
+        )
+    else:
+        names = parse.clean_text(chunk.rows["timezone_str"]).to_numpy(dtype=object)
+        empty = np.where(names == "", "empty timezone_str", "")
+        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, empty))
+        keys = store_keys(db, ids[good])
+        frame = pd.DataFrame({"store": keys, "zone": names[good]}).drop_duplicates("store", keep="last")
+        unknown = sorted({name for name in frame["zone"].unique() if lookup_zone(name) is None})
+        if unknown:
+            count = int(frame["zone"].isin(unknown).sum())
+            shown = ", ".join(repr(name) for name in unknown[:5])
+            result.notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
+        db.execute("DELETE FROM zones")
+        db.conn.executemany(
+            "INSERT INTO zones (store, timezone_str) VALUES (?, ?)", frame.itertuples(index=False, name=None)
+        )
+    _save_state(db, path, kind, chunk)
+    return True
+
+
+def store_keys(db: sqlite_utils.Database, ids: np.ndarray) -> np.ndarray:
+    """The integer key of each store id, adding the ids not yet in `stores`."""
+    codes, uniques = pd.factorize(ids)
+    known = dict(db.execute("SELECT store_id, id FROM stores").fetchall())
+    missing = [store_id for store_id in uniques if store_id not in known]
+    if missing:
+        db.conn.executemany("INSERT INTO stores (store_id) VALUES (?)", ((m,) for m in missing))
+        known = dict(db.execute("SELECT store_id, id FROM stores").fetchall())
+    unique_keys = np.fromiter((known[store_id] for store_id in uniques), dtype=np.int64, count=len(uniques))
+    return unique_keys[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
+def merge_polls(db: sqlite_utils.Database, keys: np.ndarray, ts: np.ndarray, active: np.ndarray) -> None:
+    """Merge new polls (in file order) into the stored series; at one store and instant the later poll wins."""
+    touched = np.unique(keys)
+    old_keys, old_ts, old_active = read_series(db, touched)
+    all_keys = np.concatenate([old_keys, keys])
+    all_ts = np.concatenate([old_ts, ts])
+    all_active = np.concatenate([old_active, active.astype(np.uint8)])
+    order = np.lexsort((all_ts, all_keys))
+    all_keys, all_ts, all_active = all_keys[order], all_ts[order], all_active[order]
+    last = np.ones(len(all_keys), dtype=bool)
+    last[:-1] = (all_keys[1:] != all_keys[:-1]) | (all_ts[1:] != all_ts[:-1])
+    all_keys, all_ts, all_active = all_keys[last], all_ts[last], all_active[last]
+    bounds = np.flatnonzero(np.diff(all_keys)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(all_keys)]])
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO poll_series (store, polls, first_ts, last_ts, last_active, ts, active) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            (int(all_keys[s]), int(e - s), int(all_ts[s]), int(all_ts[e - 1]), int(all_active[e - 1]),
+             all_ts[s:e].astype("<i8").tobytes(), all_active[s:e].tobytes())
+            for s, e in zip(starts.tolist(), ends.tolist())
+        ),
+    )
+    max_ts = db.execute("SELECT MAX(last_ts) FROM poll_series").fetchone()[0]
+    set_meta(db, "max_poll_ts", max_ts)
