@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--stores", type=int, default=200)
     generate.add_argument("--days", type=int, default=8)
     generate.add_argument("--seed", type=int, default=1)
+
+    bench = commands.add_parser("bench", help="measure ingest and report on a Loop-sized generated data set")
+    bench.add_argument("--work-dir", default="bench-data", help="where to keep the data set (default: bench-data)")
     return parser
 
 
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get("STOREMON_PEAK_FILE"):
+        from storemon.bench import record_peak_memory
+
+        atexit.register(record_peak_memory)
     if args.command is None:
         parser.print_help()
         return 0
@@ -133,3 +142,13 @@ def _open_db(path: str):
 
 
 COMMANDS = {"ingest": cmd_ingest, "report": cmd_report, "generate": cmd_generate}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from storemon.bench import main as bench_main
+
+    bench_main(args.work_dir)
+    return 0
+
+
+COMMANDS["bench"] = cmd_bench

@@ -18,7 +18,7 @@ US_ZONES = [
     "America/Chicago", "America/New_York", "America/Denver", "America/Los_Angeles", "America/Phoenix",
     "America/Boise", "America/Detroit", "America/Indiana/Indianapolis", "America/Anchorage", "Pacific/Honolulu",
 ]
-HOUR_US = 3_600_000_000
+POLL_EVERY_US = 50 * 60 * 1_000_000
 
 
 def store_ids(rng: np.random.Generator, count: int) -> list[str]:
@@ -34,13 +34,13 @@ def store_ids(rng: np.random.Generator, count: int) -> list[str]:
 
 def polls(rng: np.random.Generator, ids: list[str], days: int) -> pd.DataFrame:
     """About one poll an hour per store, jittered, with missing polls and outages lasting a few polls."""
-    hours = days * 24
+    hours = days * 24 * 60 * 60_000_000 // POLL_EVERY_US
     count = len(ids)
-    start = END - np.timedelta64(days * 24, "h")
+    start = END - np.timedelta64(days * 24 * 3_600_000_000, "us")
     slot = np.tile(np.arange(hours, dtype=np.int64), count)
     store = np.repeat(np.arange(count), hours)
-    jitter = rng.integers(0, HOUR_US, size=len(slot))
-    ts = start + (slot * HOUR_US + jitter).astype("timedelta64[us]")
+    jitter = rng.integers(0, POLL_EVERY_US, size=len(slot))
+    ts = start + (slot * POLL_EVERY_US + jitter).astype("timedelta64[us]")
     kept = rng.random(len(slot)) > 0.04
     flaky = np.repeat(rng.random(count) < 0.3, hours)
     kept &= ~(flaky & (rng.random(len(slot)) < 0.3))

@@ -1,0 +1,110 @@
+"""The benchmark: a Loop-sized data set (14,000 stores, 8 days, ~2.6M polls), then ingest and report timings.
+
+Each step runs as its own `storemon` process, so wall time includes start-up and imports, and peak memory is
+that process's maximum resident set size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from storemon.generate import generate
+
+PEAK_ENV = "STOREMON_PEAK_FILE"
+
+
+@dataclass
+class Measure:
+    step: str
+    seconds: float
+    peak_mb: float
+    target: str
+
+
+def run_step(args: list[str], work: Path) -> tuple[float, float]:
+    """Run `storemon ARGS` as a process; returns (wall seconds, its peak RSS in MB).
+
+    The peak is the process's own VmHWM, which it writes at exit (rusage's maxrss would include this parent's
+    memory, inherited at fork).
+    """
+    peak_file = work / "peak.txt"
+    peak_file.unlink(missing_ok=True)
+    env = {**os.environ, PEAK_ENV: str(peak_file)}
+    start = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-m", "storemon", *args], stdout=subprocess.DEVNULL, env=env)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"storemon {' '.join(args)} failed")
+    return seconds, int(peak_file.read_text()) / 1024
+
+
+def record_peak_memory() -> None:
+    """At exit, write this process's peak resident memory (kB) to the file named by $STOREMON_PEAK_FILE."""
+    target = os.environ.get(PEAK_ENV)
+    if not target:
+        return
+    status = Path("/proc/self/status").read_text()
+    peak_kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    Path(target).write_text(peak_kb)
+
+
+def append_hour(path: Path, seed: int) -> int:
+    """Append one more hour of polls (one per store) to a poll file; returns the rows added."""
+    polls = pd.read_csv(path, usecols=["store_id", "timestamp_utc"], dtype=str)
+    last = pd.to_datetime(polls["timestamp_utc"].str.removesuffix(" UTC"), format="ISO8601").max()
+    stores = polls["store_id"].unique()
+    rng = np.random.default_rng(seed)
+    stamps = last + pd.to_timedelta(rng.integers(1, 3_600_000_000, size=len(stores)), unit="us")
+    extra = pd.DataFrame({
+        "store_id": stores,
+        "status": np.where(rng.random(len(stores)) < 0.05, "inactive", "active"),
+        "timestamp_utc": stamps.strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC",
+    })
+    extra.to_csv(path, mode="a", header=False, index=False)
+    return len(extra)
+
+
+def bench(work: Path, stores: int = 14_000, days: int = 8) -> list[Measure]:
+    """Generate (once) and measure; returns the measures."""
+    source = work / f"data-{stores}x{days}"
+    if not (source / "store_status.csv").exists():
+        print(f"generating {stores} stores x {days} days into {source} ...", flush=True)
+        counts = generate(source, stores=stores, days=days, seed=7)
+        print(f"  {counts}", flush=True)
+    data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.copytree(source, data)
+    db = work / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    polls_file = data / "store_status.csv"
+    rows = sum(1 for _ in polls_file.open("rb")) - 1
+    print(f"{rows} polls, {polls_file.stat().st_size / 1e6:.0f} MB", flush=True)
+    common = ["--data-dir", str(data), "--db", str(db)]
+    measures = [Measure("full ingest", *run_step(["ingest", *common], work), "<= 20 s")]
+    measures.append(Measure("re-ingest, unchanged", *run_step(["ingest", *common], work), "<= 2 s"))
+    added = append_hour(polls_file, seed=8)
+    measures.append(Measure(f"ingest of one more hour ({added} rows)", *run_step(["ingest", *common], work), "<= 2 s"))
+    for interpolation in ("previous", "nearest"):
+        measures.append(Measure(
+            f"report ({interpolation})",
+            *run_step(["report", "--db", str(db), "--interpolation", interpolation, "-o", str(work / "r.csv")], work),
+            "<= 2 s, <= 1.5 GB",
+        ))
+    return measures
+
+
+def main(work: str = "bench-data") -> None:
+    measures = bench(Path(work))
+    print(f"{'step':45} {'wall s':>8} {'peak MB':>8}  target")
+    for m in measures:
+        print(f"{m.step:45} {m.seconds:8.2f} {m.peak_mb:8.0f}  {m.target}")

@@ -1,0 +1,99 @@
+"""The `storemon` command as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import write_data
+
+
+def storemon(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "storemon", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_one_line_error(result, *words):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("storemon: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[-1]
+
+
+def test_generate_ingest_report_round_trip(tmp_path):
+    data, db = tmp_path / "data", tmp_path / "s.db"
+    assert storemon("generate", "--out", str(data), "--stores", "30", "--days", "3", "--seed", "4").returncode == 0
+    ingested = storemon("ingest", "--data-dir", str(data), "--db", str(db))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "store_status.csv: read:" in ingested.stdout
+    printed = storemon("report", "--db", str(db))
+    assert printed.returncode == 0
+    lines = printed.stdout.splitlines()
+    assert lines[0] == ("store_id,uptime_last_hour,uptime_last_day,uptime_last_week,"
+                        "downtime_last_hour,downtime_last_day,downtime_last_week")
+    assert len(lines) == 31
+    ids = [line.split(",")[0] for line in lines[1:]]
+    assert ids == sorted(ids)
+    out = tmp_path / "r.csv"
+    assert storemon("report", "--db", str(db), "-o", str(out)).returncode == 0
+    assert out.read_text() == printed.stdout
+
+
+def test_generated_data_has_loop_shapes(tmp_path):
+    data = tmp_path / "data"
+    storemon("generate", "--out", str(data), "--stores", "60", "--days", "2")
+    polls = (data / "store_status.csv").read_text().splitlines()
+    ids = {line.split(",")[0] for line in polls[1:]}
+    assert any(i.isdigit() and len(i) == 19 for i in ids) and any(len(i) == 36 for i in ids)
+    hours_ids = {line.split(",")[0] for line in (data / "menu_hours.csv").read_text().splitlines()[1:]}
+    zone_ids = {line.split(",")[0] for line in (data / "timezones.csv").read_text().splitlines()[1:]}
+    assert ids - hours_ids, "some stores are 24x7 (no hours rows)"
+    assert ids - zone_ids, "some stores have no zone row"
+    assert "inactive" in (data / "store_status.csv").read_text()
+
+
+def test_as_of_and_interpolation_options(tmp_path):
+    data, db = tmp_path / "data", tmp_path / "s.db"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active"), ("S", "2023-01-23 16:15:00", "inactive")],
+               hours=[("S", 0, "09:00", "12:00")], zones=[("S", "America/New_York")])
+    storemon("ingest", "--data-dir", str(data), "--db", str(db))
+    result = storemon("report", "--db", str(db), "--as-of", "2023-01-23 17:30:00 UTC", "--interpolation", "nearest")
+    assert result.stdout.splitlines()[1] == "S,0.00,1.74,1.74,30.00,1.26,1.26"
+
+
+def test_bad_as_of_is_one_line(tmp_path):
+    data, db = tmp_path / "data", tmp_path / "s.db"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active")])
+    storemon("ingest", "--data-dir", str(data), "--db", str(db))
+    assert_one_line_error(storemon("report", "--db", str(db), "--as-of", "yesterday"), "--as-of", "yesterday")
+
+
+def test_missing_database_is_one_line(tmp_path):
+    assert_one_line_error(storemon("report", "--db", str(tmp_path / "none.db")), "database not found")
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    assert_one_line_error(storemon("ingest", "--data-dir", str(tmp_path / "nope"), "--db", str(tmp_path / "d.db")),
+                          "data directory")
+
+
+def test_missing_file_fails_ingest_and_keeps_database(tmp_path):
+    data, db = tmp_path / "data", tmp_path / "s.db"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active")])
+    storemon("ingest", "--data-dir", str(data), "--db", str(db))
+    before = storemon("report", "--db", str(db)).stdout
+    (data / "menu_hours.csv").unlink()
+    with (data / "store_status.csv").open("a") as handle:
+        handle.write("S,2023-01-23 16:00:00,inactive\n")
+    result = storemon("ingest", "--data-dir", str(data), "--db", str(db))
+    assert_one_line_error(result, "menu_hours.csv", "unchanged")
+    assert storemon("report", "--db", str(db)).stdout == before
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    data, db = tmp_path / "data", tmp_path / "s.db"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active")])
+    storemon("ingest", "--data-dir", str(data), "--db", str(db))
+    assert_one_line_error(storemon("report", "--db", str(db), "-o", str(tmp_path / "no" / "dir" / "r.csv")),
+                          "cannot write")
