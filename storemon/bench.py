@@ -100,7 +100,90 @@ def bench(work: Path, stores: int = 14_000, days: int = 8) -> list[Measure]:
             *run_step(["report", "--db", str(db), "--interpolation", interpolation, "-o", str(work / "r.csv")], work),
             "<= 2 s, <= 1.5 GB",
         ))
+    measures.append(api_latency(data, db, work))
     return measures
+
+
+def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: float = 20.0,
+                reports: int = 200, pause: float = 0.1) -> Measure:
+    """p50/p99 of /get_report while Loop-sized reports run back to back.
+
+    `clients` threads (in this process, the server in its own) each poll /get_report, pausing `pause` seconds
+    between a response and the next request.
+    """
+    import json
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "storemon", "serve", "--data-dir", str(data), "--db", str(db), "--port", str(port),
+         "--workers", "1", "--log-file", str(work / "serve.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def get(path: str, body: dict | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                         method="GET", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if get("/health")[1].get("last_refresh"):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("storemon serve did not start")
+            time.sleep(0.2)
+        def completed() -> int:
+            return sum(1 for r in get("/reports", {"limit": 1000})[1]["reports"] if r["status"] == "Complete")
+
+        completed_before = completed()
+        for _ in range(reports):
+            get("/trigger_report")
+        probe_id = get("/trigger_report")[1]["report_id"]
+        latencies: list[float] = []
+        errors: list[int] = []
+        stop = threading.Event()
+
+        def client(index: int) -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                status, _ = get("/get_report", {"report_id": probe_id})
+                latencies.append(time.perf_counter() - start)
+                if status >= 500:
+                    errors.append(status)
+                stop.wait(pause)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        done = completed() - completed_before
+    finally:
+        server.terminate()
+        server.wait(30)
+    p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
+    return Measure(
+        f"/get_report, {clients} clients polling every {pause * 1000:.0f} ms ({len(latencies)} requests, "
+        f"{done} reports completed meanwhile, {len(errors)} 5xx)",
+        float(p99) / 1000, 0.0, f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (aim p99 < 100 ms)",
+    )
 
 
 def main(work: str = "bench-data") -> None:

@@ -12,6 +12,7 @@ from storemon import __version__
 
 DEFAULT_DB = "storemon.db"
 DEFAULT_DATA_DIR = "data"
+DEFAULT_LOG = "storemon.log"
 
 
 class CommandError(Exception):
@@ -25,6 +26,17 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                         help=f"directory with the CSV files (default: {DEFAULT_DATA_DIR})")
+
+
+def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    _add_data_dir(parser)
+    _add_db(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8081, help="API port (default: 8081)")
+    parser.add_argument("--workers", type=int, default=2, help="report worker threads (default: 2)")
+    parser.add_argument("--refresh-interval", type=float, default=3600.0, metavar="SECONDS",
+                        help="seconds between data refreshes (default: 3600)")
+    parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--stores", type=int, default=200)
     generate.add_argument("--days", type=int, default=8)
     generate.add_argument("--seed", type=int, default=1)
+
+    serve = commands.add_parser("serve", help="run the service headless: refresh, report workers and the HTTP API")
+    _add_service_options(serve)
 
     bench = commands.add_parser("bench", help="measure ingest and report on a Loop-sized generated data set")
     bench.add_argument("--work-dir", default="bench-data", help="where to keep the data set (default: bench-data)")
@@ -152,3 +167,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS["bench"] = cmd_bench
+
+
+def _service_config(args: argparse.Namespace):
+    from storemon.service import ServiceConfig
+
+    if not Path(args.data_dir).is_dir():
+        raise CommandError(f"data directory not found: {args.data_dir}")
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be between 0 and 65535, not {args.port}")
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    if args.refresh_interval <= 0:
+        raise CommandError("--refresh-interval must be a positive number of seconds")
+    return ServiceConfig(Path(args.data_dir), Path(args.db), args.host, args.port, args.workers,
+                         args.refresh_interval)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from storemon.logs import log_to_file
+    from storemon.server import PortUnavailable
+    from storemon.service import Service
+
+    config = _service_config(args)
+    log_path = log_to_file(args.log_file)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    service = Service(config)
+    try:
+        service.start()
+    except PortUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    print(f"storemon: serving {service.api_address} (data {config.data_dir}, database {config.db_path}, "
+          f"log {log_path}); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        service.stop()
+    print("storemon: stopped", file=sys.stderr)
+    return 0
+
+
+COMMANDS["serve"] = cmd_serve

@@ -20,12 +20,12 @@ def schema_sql() -> str:
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
+def open_db(path: str | Path, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
     """Open (creating if needed) the storemon database at `path`, in WAL mode, with the schema applied.
 
     Each thread must open its own connection.
     """
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.enable_wal()
     db.execute("PRAGMA synchronous=NORMAL")

@@ -8,7 +8,8 @@ where the last read ended, a rewritten one is read again in full. Each ingest is
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, astuple, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,11 +63,8 @@ class IngestResult:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["ok"] = self.ok
+        out["errors"] = self.errors
         return out
-
-
-class _RollBack(Exception):
-    """Raised inside the ingest transaction to undo it (strict mode with a failed file)."""
 
 
 def now_iso() -> str:
@@ -77,33 +75,28 @@ def now_iso() -> str:
 def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False) -> IngestResult:
     """Load the data directory's CSV files into `db` (one transaction), and record the run.
 
-    A file that is missing, unreadable or lacks a required column keeps its old data and is reported. With
-    `strict`, any such file undoes the whole ingest, so that the database is unchanged.
+    Files are read and parsed first; the database is written in one short transaction at the end. A file that
+    is missing, unreadable or lacks a required column keeps its old data and is reported. With `strict`, any
+    such file undoes the whole ingest, so that the database is unchanged.
     """
     data_dir = Path(data_dir)
     started = now_iso()
-    run_id = db.execute(
-        "INSERT INTO ingest_runs (started, status) VALUES (?, 'running')", [started]
-    ).lastrowid
-    files: list[FileResult] = []
-    rolled_back = False
+    run_id = db.execute("INSERT INTO ingest_runs (started, status) VALUES (?, 'running')", [started]).lastrowid
+    states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
+    loaded = _read_sources(data_dir, states)
+    rolled_back = strict and any(f.error for f in loaded.files)
     version = int(get_meta(db, "data_version", 0) or 0)
-    changed = False
-    try:
+    changed = loaded.changed and not rolled_back
+    if changed:
         with db.atomic():
-            changed = _ingest_sources(db, data_dir, files)
-            if strict and any(f.error for f in files):
-                raise _RollBack
-            if changed:
-                version += 1
-                set_meta(db, "data_version", version)
-    except _RollBack:
-        rolled_back, changed = True, False
-    result = IngestResult(run_id, started, now_iso(), files, version, changed, rolled_back)
+            _write(db, loaded)
+            version = int(get_meta(db, "data_version", 0) or 0) + 1
+            set_meta(db, "data_version", version)
+    result = IngestResult(run_id, started, now_iso(), loaded.files, version, changed, rolled_back)
     status = "ok" if result.ok else ("rolled back" if rolled_back else "partial")
     db.execute(
         "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
-        [result.finished, status, version, json.dumps([asdict(f) for f in files]),
+        [result.finished, status, version, json.dumps([asdict(f) for f in loaded.files]),
          "; ".join(result.errors) or None, run_id],
     )
     return result
@@ -117,16 +110,107 @@ def mark_interrupted_runs(db: sqlite_utils.Database) -> int:
     ).rowcount
 
 
-def _ingest_sources(db: sqlite_utils.Database, data_dir: Path, files: list[FileResult]) -> bool:
-    states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
-    changed = _ingest_polls(db, data_dir, states, files)
-    changed |= _replace_table(db, data_dir / sources.HOURS_FILE, HOURS, states, files)
-    changed |= _replace_table(db, data_dir / sources.ZONES_FILE, ZONES, states, files)
-    return changed
+@dataclass
+class _FileState:
+    """What to remember of a file once its rows are stored."""
+
+    name: str
+    kind: str
+    size: int
+    mtime_ns: int
+    consumed: int
+    lines: int
+    fingerprint: str
+    header: str
 
 
-def _plan_read(path: Path, state: dict | None) -> tuple[str, dict]:
-    """How to read a file given what was read of it before: ('unchanged'|'appended'|'read', read arguments)."""
+@dataclass
+class _Loaded:
+    """What the read phase parsed, for the write phase to store."""
+
+    files: list[FileResult] = field(default_factory=list)
+    states: list[_FileState] = field(default_factory=list)
+    poll_ids: list[np.ndarray] = field(default_factory=list)
+    poll_ts: list[np.ndarray] = field(default_factory=list)
+    poll_active: list[np.ndarray] = field(default_factory=list)
+    hours: pd.DataFrame | None = None
+    zones: pd.DataFrame | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.states)
+
+
+def _read_sources(data_dir: Path, states: dict) -> _Loaded:
+    loaded = _Loaded()
+    for path in sources.poll_files(data_dir):
+        chunk = _read_file(path, POLLS, states, loaded)
+        if chunk is None:
+            continue
+        result = loaded.files[-1]
+        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
+        ts, ts_reasons = parse.parse_timestamps(chunk.rows["timestamp_utc"])
+        active, status_reasons = parse.parse_statuses(chunk.rows["status"])
+        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, ts_reasons, status_reasons))
+        loaded.poll_ids.append(ids[good])
+        loaded.poll_ts.append(ts[good])
+        loaded.poll_active.append(active[good])
+
+    chunk = _read_file(data_dir / sources.HOURS_FILE, HOURS, states, loaded)
+    if chunk is not None:
+        result = loaded.files[-1]
+        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
+        days, day_reasons = parse.parse_days(chunk.rows["day"])
+        starts, start_reasons = parse.parse_times_of_day(chunk.rows["start_time_local"], "start_time_local",
+                                                         allow_24=False)
+        ends, end_reasons = parse.parse_times_of_day(chunk.rows["end_time_local"], "end_time_local", allow_24=True)
+        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, day_reasons, start_reasons, end_reasons))
+        loaded.hours = pd.DataFrame(
+            {"store_id": ids[good], "day": days[good], "start_us": starts[good], "end_us": ends[good]}
+        ).drop_duplicates()
+
+    chunk = _read_file(data_dir / sources.ZONES_FILE, ZONES, states, loaded)
+    if chunk is not None:
+        result = loaded.files[-1]
+        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
+        names = parse.clean_text(chunk.rows["timezone_str"]).to_numpy(dtype=object)
+        empty = np.where(names == "", "empty timezone_str", "")
+        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, empty))
+        zones = pd.DataFrame({"store_id": ids[good], "zone": names[good]}).drop_duplicates("store_id", keep="last")
+        unknown = sorted({name for name in zones["zone"].unique() if lookup_zone(name) is None})
+        if unknown:
+            count = int(zones["zone"].isin(unknown).sum())
+            shown = ", ".join(repr(name) for name in unknown[:5])
+            result.notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
+        loaded.zones = zones
+    return loaded
+
+
+def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded) -> Chunk | None:
+    """Read what is new in one file (None if nothing is, or it failed: recorded in `loaded.files`)."""
+    result = FileResult(path.name, kind)
+    loaded.files.append(result)
+    try:
+        stat, action, read_args = _plan_read(path, states.get(path.name))
+        if action == "unchanged":
+            return None
+        # Only a poll file may end in a line still being written: the others are replaced whole.
+        chunk = sources.read_chunk(path, kind, **read_args)
+        if chunk.pending_tail and kind != POLLS:
+            raise SourceError(
+                f"{path.name}: last line {chunk.lines_after + 1} is incomplete (file still being written?)"
+            )
+    except SourceError as exc:
+        result.action, result.error = "failed", str(exc)
+        return None
+    result.action = action
+    loaded.states.append(_FileState(path.name, kind, stat.st_size, stat.st_mtime_ns, chunk.end, chunk.lines_after,
+                                    sources.fingerprint(path, chunk.end), chunk.header))
+    return chunk
+
+
+def _plan_read(path: Path, state: dict | None) -> tuple[os.stat_result, str, dict]:
+    """How to read a file given what was read of it before: (stat, 'unchanged'|'appended'|'read', read args)."""
     try:
         stat = path.stat()
     except FileNotFoundError:
@@ -134,22 +218,38 @@ def _plan_read(path: Path, state: dict | None) -> tuple[str, dict]:
     except OSError as exc:
         raise SourceError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
     if state is None:
-        return "read", {}
+        return stat, "read", {}
     if stat.st_size == state["size"] and stat.st_mtime_ns == state["mtime_ns"]:
-        return "unchanged", {}
+        return stat, "unchanged", {}
     consumed = state["consumed"]
     if stat.st_size >= consumed and sources.fingerprint(path, consumed) == state["fingerprint"]:
-        return "appended", {"start": consumed, "header": state["header"], "lines_before": state["lines"]}
-    return "read", {}
+        return stat, "appended", {"start": consumed, "header": state["header"], "lines_before": state["lines"]}
+    return stat, "read", {}
 
 
-def _save_state(db: sqlite_utils.Database, path: Path, kind: str, chunk: Chunk) -> None:
-    stat = path.stat()
-    db.execute(
+def _write(db: sqlite_utils.Database, loaded: _Loaded) -> None:
+    """Store what the read phase parsed (inside the caller's transaction)."""
+    if loaded.poll_ts and sum(len(part) for part in loaded.poll_ts):
+        keys = store_keys(db, np.concatenate(loaded.poll_ids))
+        merge_polls(db, keys, np.concatenate(loaded.poll_ts), np.concatenate(loaded.poll_active))
+    if loaded.hours is not None:
+        hours = loaded.hours.assign(store=store_keys(db, loaded.hours["store_id"].to_numpy(dtype=object)))
+        db.execute("DELETE FROM business_hours")
+        db.conn.executemany(
+            "INSERT INTO business_hours (store, day, start_us, end_us) VALUES (?, ?, ?, ?)",
+            hours[["store", "day", "start_us", "end_us"]].itertuples(index=False, name=None),
+        )
+    if loaded.zones is not None:
+        zones = loaded.zones.assign(store=store_keys(db, loaded.zones["store_id"].to_numpy(dtype=object)))
+        db.execute("DELETE FROM zones")
+        db.conn.executemany(
+            "INSERT INTO zones (store, timezone_str) VALUES (?, ?)",
+            zones[["store", "zone"]].itertuples(index=False, name=None),
+        )
+    db.conn.executemany(
         "INSERT OR REPLACE INTO source_files (name, kind, size, mtime_ns, consumed, lines, fingerprint, header) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [path.name, kind, stat.st_size, stat.st_mtime_ns, chunk.end, chunk.lines_after,
-         sources.fingerprint(path, chunk.end), chunk.header],
+        [astuple(state) for state in loaded.states],
     )
 
 
@@ -173,90 +273,6 @@ def _first_reason(*reason_columns: np.ndarray) -> np.ndarray:
     for reasons in reversed(reason_columns[:-1]):
         out = np.where(reasons != "", reasons, out)
     return out
-
-
-def _ingest_polls(db: sqlite_utils.Database, data_dir: Path, states: dict, files: list[FileResult]) -> bool:
-    ids_parts, ts_parts, active_parts = [], [], []
-    for path in sources.poll_files(data_dir):
-        result = FileResult(path.name, POLLS)
-        files.append(result)
-        try:
-            action, read_args = _plan_read(path, states.get(path.name))
-            if action == "unchanged":
-                continue
-            chunk = sources.read_chunk(path, POLLS, **read_args)
-        except SourceError as exc:
-            result.action, result.error = "failed", str(exc)
-            continue
-        result.action = action
-        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
-        ts, ts_reasons = parse.parse_timestamps(chunk.rows["timestamp_utc"])
-        active, status_reasons = parse.parse_statuses(chunk.rows["status"])
-        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, ts_reasons, status_reasons))
-        ids_parts.append(ids[good])
-        ts_parts.append(ts[good])
-        active_parts.append(active[good])
-        _save_state(db, path, POLLS, chunk)
-    new_count = sum(len(part) for part in ts_parts)
-    if new_count == 0:
-        return any(f.action in ("read", "appended") for f in files)
-    keys = store_keys(db, np.concatenate(ids_parts))
-    merge_polls(db, keys, np.concatenate(ts_parts), np.concatenate(active_parts))
-    return True
-
-
-def _replace_table(
-    db: sqlite_utils.Database, path: Path, kind: str, states: dict, files: list[FileResult]
-) -> bool:
-    """Replace business hours or zones by the file's whole content, unless the file is unchanged."""
-    result = FileResult(path.name, kind)
-    files.append(result)
-    try:
-        action, _ = _plan_read(path, states.get(path.name))
-        if action == "unchanged":
-            return False
-        chunk = sources.read_chunk(path, kind)
-        if chunk.pending_tail:
-            raise SourceError(
-                f"{path.name}: last line {chunk.lines_after + 1} is incomplete (file still being written?)"
-            )
-    except SourceError as exc:
-        result.action, result.error = "failed", str(exc)
-        return False
-    result.action = "read"
-    ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
-    if kind == HOURS:
-        days, day_reasons = parse.parse_days(chunk.rows["day"])
-        starts, start_reasons = parse.parse_times_of_day(chunk.rows["start_time_local"], "start_time_local",
-                                                         allow_24=False)
-        ends, end_reasons = parse.parse_times_of_day(chunk.rows["end_time_local"], "end_time_local",
-                                                     allow_24=True)
-        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, day_reasons, start_reasons, end_reasons))
-        keys = store_keys(db, ids[good])
-        frame = pd.DataFrame({"store": keys, "day": days[good], "start_us": starts[good], "end_us": ends[good]})
-        frame = frame.drop_duplicates()
-        db.execute("DELETE FROM business_hours")
-        db.conn.executemany(
-            "INSERT INTO business_hours (store, day, start_us, end_us) VALUES (?, ?, ?, ?)",
-            frame.itertuples(index=False, name=None),
-        )
-    else:
-        names = parse.clean_text(chunk.rows["timezone_str"]).to_numpy(dtype=object)
-        empty = np.where(names == "", "empty timezone_str", "")
-        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, empty))
-        keys = store_keys(db, ids[good])
-        frame = pd.DataFrame({"store": keys, "zone": names[good]}).drop_duplicates("store", keep="last")
-        unknown = sorted({name for name in frame["zone"].unique() if lookup_zone(name) is None})
-        if unknown:
-            count = int(frame["zone"].isin(unknown).sum())
-            shown = ", ".join(repr(name) for name in unknown[:5])
-            result.notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
-        db.execute("DELETE FROM zones")
-        db.conn.executemany(
-            "INSERT INTO zones (store, timezone_str) VALUES (?, ?)", frame.itertuples(index=False, name=None)
-        )
-    _save_state(db, path, kind, chunk)
-    return True
 
 
 def store_keys(db: sqlite_utils.Database, ids: np.ndarray) -> np.ndarray:

@@ -1,0 +1,177 @@
+"""The HTTP API: a Bottle application that translates requests into calls on the service, and back into JSON.
+
+Endpoints: `/trigger_report`, `/get_report` (GET or POST), `/reports`, `/health`, `/refreshes`, `POST /refresh`.
+Every answer is JSON (or the report CSV on request); every error is a JSON body with a status code, never a
+traceback: those go to the log.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import bottle
+
+from storemon.jobs import COMPLETE, FAILED, BadParameter
+
+MAX_BODY = 1024 * 1024
+
+
+class Backend(Protocol):
+    """What the API needs of the service."""
+
+    def trigger_report(self, as_of: object, interpolation: object) -> str: ...
+    def report_status(self, report_id: str) -> dict | None: ...
+    def report_csv(self, report_id: str) -> str | None: ...
+    def recent_reports(self, limit: int) -> list[dict]: ...
+    def health(self) -> dict: ...
+    def recent_refreshes(self, limit: int) -> list[dict]: ...
+    def refresh_now(self, wait_seconds: float) -> dict | None: ...
+
+
+class RequestError(Exception):
+    """A bad request: its status code and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def json_response(body: dict | list, status: int = 200) -> str:
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    return json.dumps(body)
+
+
+def request_params() -> dict[str, Any]:
+    """Parameters from the query string, then a form body, then a JSON body (later ones win)."""
+    length = bottle.request.content_length
+    if length > MAX_BODY:
+        raise RequestError(413, f"request body too large (over {MAX_BODY} bytes)")
+    params: dict[str, Any] = dict(parse_qsl(bottle.request.query_string, keep_blank_values=True))
+    body = bottle.request.body.read(MAX_BODY + 1) if length != 0 else b""
+    if len(body) > MAX_BODY:
+        raise RequestError(413, f"request body too large (over {MAX_BODY} bytes)")
+    if not body.strip():
+        return params
+    content_type = bottle.request.content_type.lower()
+    if "json" in content_type or body.lstrip()[:1] in (b"{", b"["):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(400, f"malformed JSON body: {exc}") from None
+        if not isinstance(data, dict):
+            raise RequestError(400, "the JSON body must be an object")
+        params.update(data)
+    elif "x-www-form-urlencoded" in content_type:
+        params.update(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    return params
+
+
+def build_app(backend: Backend) -> bottle.Bottle:
+    """The API as a Bottle application object bound to `backend`."""
+    app = bottle.Bottle(catchall=True)
+
+    def endpoint(handler):
+        def wrapped(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except RequestError as exc:
+                error_status = "error" if exc.status != 404 else "No such report Id!"
+                body = {"status": error_status} if exc.status == 404 else {"status": error_status, "error": str(exc)}
+                return json_response(body, exc.status)
+
+        return wrapped
+
+    @app.route("/trigger_report", method=["GET", "POST"])
+    @endpoint
+    def trigger_report():
+        params = request_params()
+        try:
+            report_id = backend.trigger_report(params.get("as_of"), params.get("interpolation"))
+        except BadParameter as exc:
+            raise RequestError(400, str(exc)) from None
+        return json_response({"status": "success", "report_id": report_id})
+
+    @app.route("/get_report", method=["GET", "POST"])
+    @endpoint
+    def get_report():
+        params = request_params()
+        report_id = params.get("report_id")
+        if report_id is None or report_id == "":
+            raise RequestError(400, "missing report_id")
+        if not isinstance(report_id, str):
+            raise RequestError(400, "report_id must be a string")
+        status = backend.report_status(report_id)
+        if status is None:
+            raise RequestError(404, "no such report")
+        if status["status"] == FAILED:
+            return json_response({"status": "Failed", "error": status["error"] or "the report failed"}, 500)
+        if status["status"] != COMPLETE:
+            return json_response({"status": "Running", "progress": round(status["progress"], 3)}, 202)
+        csv_text = backend.report_csv(report_id) or ""
+        wants_csv = params.get("format") == "csv" or "text/csv" in bottle.request.get_header("Accept", "")
+        if wants_csv:
+            bottle.response.content_type = "text/csv; charset=utf-8"
+            bottle.response.set_header("Content-Disposition", f"attachment; filename=report-{report_id}.csv")
+            return csv_text
+        return json_response({"status": "Complete", "data": csv_text})
+
+    @app.get("/reports")
+    @endpoint
+    def reports():
+        params = request_params()
+        limit = _limit(params)
+        return json_response({"reports": backend.recent_reports(limit)})
+
+    @app.get("/health")
+    @endpoint
+    def health():
+        body = backend.health()
+        return json_response(body, 200 if body.get("database") == "ok" else 503)
+
+    @app.get("/refreshes")
+    @endpoint
+    def refreshes():
+        return json_response({"refreshes": backend.recent_refreshes(_limit(request_params()))})
+
+    @app.post("/refresh")
+    @endpoint
+    def refresh():
+        params = request_params()
+        try:
+            wait = float(params.get("wait", 60))
+        except (TypeError, ValueError):
+            raise RequestError(400, "wait: must be a number of seconds") from None
+        result = backend.refresh_now(max(0.0, min(wait, 600.0)))
+        if result is None:
+            return json_response({"status": "accepted", "message": "refresh started; see /refreshes"}, 202)
+        return json_response({"status": "done", "refresh": result})
+
+    @app.error(404)
+    def not_found(error):
+        return json_response({"status": "error", "error": f"no such endpoint: {bottle.request.path}"}, 404)
+
+    @app.error(405)
+    def not_allowed(error):
+        return json_response(
+            {"status": "error", "error": f"method {bottle.request.method} not allowed on {bottle.request.path}"}, 405
+        )
+
+    @app.error(413)
+    def too_large(error):
+        return json_response({"status": "error", "error": "request body too large"}, 413)
+
+    @app.error(500)
+    def internal(error):
+        return json_response({"status": "error", "error": "internal error (see the log)"}, 500)
+
+    return app
+
+
+def _limit(params: dict) -> int:
+    try:
+        return max(1, min(int(params.get("limit", 50)), 1000))
+    except (TypeError, ValueError):
+        raise RequestError(400, "limit: must be an integer") from None

@@ -1,0 +1,148 @@
+"""The refresh: a scheduler thread that re-ingests the data directory at start-up, then every interval.
+
+Built on the `schedule` library with a private Scheduler and a stop Event (`wait`, not `sleep`), so shutdown is
+prompt. A refresh is the core ingest (only what changed is read, one transaction); the thread never dies from an
+exception: a failure is logged and recorded, and the next run tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import schedule
+
+from storemon.db import open_db
+from storemon.ingest import IngestResult, ingest, now_iso
+
+log = logging.getLogger(__name__)
+
+
+class Refresher:
+    """Runs refreshes on its own thread: once at start, then every `interval` seconds, and on request."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        db_path: str | Path,
+        interval: float = 3600.0,
+        on_refresh: Callable[[dict], None] | None = None,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.db_path = str(db_path)
+        self.interval = interval
+        self.busy_timeout = busy_timeout
+        self.on_refresh = on_refresh
+        self.first_done = threading.Event()
+        self.last_result: dict | None = None
+        self.next_run: str | None = None
+        self._scheduler = schedule.Scheduler()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._finished = threading.Condition()
+        self._count = 0
+        self._refreshing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def refresh_now(self, wait_seconds: float = 0.0) -> dict | None:
+        """Ask for a refresh now; wait up to `wait_seconds` for it and return its result (None if not done)."""
+        with self._finished:
+            target = self._count + 1 if not self._refreshing else self._count + 2
+            self._wake.set()
+            done = self._finished.wait_for(lambda: self._count >= target, timeout=wait_seconds)
+        return self.last_result if done else None
+
+    def _loop(self) -> None:
+        self._refresh()
+        while not self._stop.is_set():
+            idle = self._scheduler.idle_seconds
+            self._wake.wait(timeout=max(0.05, min(idle if idle is not None else 1.0, 1.0)))
+            if self._stop.is_set():
+                break
+            if self._wake.is_set():
+                self._wake.clear()
+                self._refresh()
+            else:
+                self._scheduler.run_pending()
+
+    def _refresh(self) -> None:
+        """One refresh; never raises."""
+        self._refreshing = True
+        try:
+            result = self._ingest()
+        finally:
+            self._refreshing = False
+            self._scheduler_reset()
+        self.last_result = result
+        self.first_done.set()
+        with self._finished:
+            self._count += 1
+            self._finished.notify_all()
+        if self.on_refresh is not None:
+            try:
+                self.on_refresh(result)
+            except Exception:
+                log.exception("refresh listener failed")
+
+    def _scheduler_reset(self) -> None:
+        """The next scheduled refresh is one interval after this one ended, however this one was started."""
+        self._scheduler.clear()
+        self._scheduler.every(self.interval).seconds.do(self._refresh)
+        next_run = self._scheduler.next_run
+        self.next_run = next_run.astimezone().isoformat(timespec="seconds") if next_run else None
+
+    def _ingest(self) -> dict:
+        started = now_iso()
+        db = None
+        try:
+            db = open_db(self.db_path, busy_timeout=self.busy_timeout)
+            outcome: IngestResult = ingest(db, self.data_dir)
+            result = outcome.to_dict()
+            if outcome.ok:
+                log.info("refresh #%s: data version %s%s", outcome.run_id, outcome.data_version,
+                         "" if outcome.changed else " (nothing changed)")
+            else:
+                log.warning("refresh #%s: %s", outcome.run_id, "; ".join(outcome.errors))
+            return result
+        except sqlite3.Error as exc:
+            reason = f"database error: {exc}"
+        except Exception as exc:
+            log.exception("refresh failed")
+            reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            if db is not None:
+                db.close()
+        log.warning("refresh failed: %s", reason)
+        failure = {"run_id": None, "started": started, "finished": now_iso(), "files": [], "ok": False,
+                   "errors": [reason], "changed": False, "data_version": None, "rolled_back": False}
+        self._record_failure(failure)
+        return failure
+
+    def _record_failure(self, failure: dict) -> None:
+        """Record a refresh that failed outside the ingest (a locked database, say) once the database answers."""
+        try:
+            db = open_db(self.db_path, busy_timeout=1.0)
+            try:
+                failure["run_id"] = db.execute(
+                    "INSERT INTO ingest_runs (started, finished, status, files, error) "
+                    "VALUES (?, ?, 'failed', '[]', ?)",
+                    [failure["started"], failure["finished"], failure["errors"][0]],
+                ).lastrowid
+            finally:
+                db.close()
+        except sqlite3.Error:
+            log.warning("could not record the failed refresh in the database")

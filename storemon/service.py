@@ -1,0 +1,200 @@
+"""The storemon service: the refresh scheduler, the report workers and the HTTP API, wired together.
+
+`storemon serve` runs it headless; the console runs the same object in-process. `start()` and `stop()` are all a
+caller needs; `listen()` registers a callback for changes (reports, refreshes) that the console turns into
+messages. Each thread uses its own database connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from storemon.api import build_app
+from storemon.db import get_meta, open_db
+from storemon.ingest import mark_interrupted_runs
+from storemon.jobs import SUMMARY_COLUMNS, ReportJobs
+from storemon.parse import format_instant
+from storemon.refresh import Refresher
+from storemon.server import ApiServer, PortUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceConfig:
+    """Where the data and database are, where the API listens, how many report workers, how often to refresh."""
+
+    data_dir: Path
+    db_path: Path
+    host: str = "127.0.0.1"
+    port: int = 8081
+    workers: int = 2
+    refresh_interval: float = 3600.0
+    api_threads: int = 24
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed: `kind` is 'report' (with its id) or 'refresh' (with its result)."""
+
+    kind: str
+    report_id: str | None = None
+    refresh: dict | None = None
+
+
+class Service:
+    """The report workers, the refresh scheduler and the API server, started and stopped together."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._listeners: list[Callable[[Change], None]] = []
+        self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed)
+        self.refresher = Refresher(config.data_dir, config.db_path, config.refresh_interval,
+                                   on_refresh=self._refreshed)
+        self.app = build_app(self)
+        self.server = ApiServer(self.app, config.host, config.port, config.api_threads)
+        self.api_error: str | None = None
+        self.started = False
+
+    def listen(self, callback: Callable[[Change], None]) -> None:
+        """Call `callback(change)` (from a service thread) whenever a report or the data changes."""
+        self._listeners.append(callback)
+
+    def start(self, *, require_api: bool = True) -> None:
+        """Start everything. Without `require_api`, a port that cannot be bound is recorded in `api_error`."""
+        db = self.db()
+        interrupted = mark_interrupted_runs(db)
+        if interrupted:
+            log.warning("%d ingest(s) were interrupted by a stop; the next refresh completes them", interrupted)
+        try:
+            self.server.start()
+        except PortUnavailable as exc:
+            if require_api:
+                raise
+            self.api_error = str(exc)
+            log.warning("%s", exc)
+        self.jobs.start()
+        self.refresher.start()
+        self.started = True
+        log.info("service started: data %s, database %s, API %s", self.config.data_dir, self.config.db_path,
+                 self.api_address or self.api_error)
+
+    def stop(self) -> None:
+        """Stop accepting requests, stop the refresh and the workers (leaving unfinished reports queued)."""
+        if not self.started:
+            return
+        self.started = False
+        self.server.stop()
+        self.refresher.stop()
+        self.jobs.stop()
+        log.info("service stopped")
+
+    @property
+    def api_address(self) -> str | None:
+        if self.api_error is not None:
+            return None
+        host, port = self.server.address
+        return f"http://{host}:{port}"
+
+    def db(self):
+        """This thread's database connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = open_db(self.config.db_path)
+        return db
+
+    def _report_changed(self, report_id: str) -> None:
+        self._emit(Change("report", report_id=report_id))
+
+    def _refreshed(self, result: dict) -> None:
+        self.jobs.data_ready.set()
+        self._emit(Change("refresh", refresh=result))
+
+    def _emit(self, change: Change) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(change)
+            except Exception:
+                log.exception("change listener failed")
+
+    # The API's backend.
+
+    def trigger_report(self, as_of: object = None, interpolation: object = None) -> str:
+        return self.jobs.trigger(self.db(), as_of, interpolation)
+
+    def report_status(self, report_id: str) -> dict | None:
+        row = self.db().execute(f"SELECT {SUMMARY_COLUMNS} FROM reports WHERE id = ?", [report_id]).fetchone()
+        if row is None:
+            return None
+        status = dict(zip([c.strip() for c in SUMMARY_COLUMNS.split(",")], row))
+        live = self.jobs.progress_of(report_id)
+        if live is not None:
+            status["progress"] = live
+        return status
+
+    def report_csv(self, report_id: str) -> str | None:
+        row = self.db().execute("SELECT csv FROM reports WHERE id = ?", [report_id]).fetchone()
+        return None if row is None else row[0]
+
+    def recent_reports(self, limit: int = 50) -> list[dict]:
+        names = [c.strip() for c in SUMMARY_COLUMNS.split(",")]
+        rows = self.db().execute(
+            f"SELECT {SUMMARY_COLUMNS} FROM reports ORDER BY created DESC, rowid DESC LIMIT ?", [limit]
+        ).fetchall()
+        reports = [dict(zip(names, row)) for row in rows]
+        for report in reports:
+            live = self.jobs.progress_of(report["id"])
+            if live is not None:
+                report["progress"] = live
+        return reports
+
+    def recent_refreshes(self, limit: int = 20) -> list[dict]:
+        rows = self.db().execute(
+            "SELECT id, started, finished, status, data_version, files, error FROM ingest_runs "
+            "ORDER BY id DESC LIMIT ?", [limit]
+        ).fetchall()
+        return [
+            {"id": r[0], "started": r[1], "finished": r[2], "status": r[3], "data_version": r[4],
+             "files": json.loads(r[5] or "[]"), "error": r[6]}
+            for r in rows
+        ]
+
+    def refresh_now(self, wait_seconds: float = 0.0) -> dict | None:
+        return self.refresher.refresh_now(wait_seconds)
+
+    def health(self) -> dict:
+        try:
+            db = self.db()
+            stores, polls = db.execute("SELECT COUNT(*), COALESCE(SUM(polls), 0) FROM poll_series").fetchone()
+            max_ts = get_meta(db, "max_poll_ts")
+            version = get_meta(db, "data_version", 0)
+            queued = dict(db.execute("SELECT status, COUNT(*) FROM reports WHERE status IN ('Queued', 'Running') "
+                                     "GROUP BY status").fetchall())
+            last = self.recent_refreshes(1)
+        except Exception as exc:
+            log.exception("health check: database unreachable")
+            return {"status": "error", "database": f"unreachable: {exc}"}
+        last_refresh = last[0] if last else None
+        failing = [f"{f['name']}: {f['error']}" for f in (last_refresh or {}).get("files", []) if f.get("error")]
+        if last_refresh and last_refresh["error"] and not failing:
+            failing = [last_refresh["error"]]
+        return {
+            "status": "ok" if not failing else "degraded",
+            "database": "ok",
+            "data_as_of": format_instant(max_ts),
+            "data_version": version,
+            "stores": stores,
+            "polls": polls,
+            "last_refresh": last_refresh,
+            "failing": failing,
+            "next_refresh": self.refresher.next_run,
+            "reports_queued": queued.get("Queued", 0),
+            "reports_running": queued.get("Running", 0),
+            "api": self.api_address,
+        }
