@@ -128,7 +128,8 @@ def test_port_in_use_is_one_line(sample, tmp_path):
         process = serve(sample, tmp_path / "p.db", port)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert stderr.strip().splitlines()[-1] == f"storemon: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    expected = f"storemon: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    assert stderr.strip().splitlines()[-1] == expected
     assert "Traceback" not in stderr
 
 
