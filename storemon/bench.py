@@ -100,8 +100,29 @@ def bench(work: Path, stores: int = 14_000, days: int = 8) -> list[Measure]:
             *run_step(["report", "--db", str(db), "--interpolation", interpolation, "-o", str(work / "r.csv")], work),
             "<= 2 s, <= 1.5 GB",
         ))
+    measures.extend(refresh_times(data, db))
     measures.append(api_latency(data, db, work))
     return measures
+
+
+def refresh_times(data: Path, db_path: Path) -> list[Measure]:
+    """In-process refreshes (what the service's scheduler runs): nothing changed, then one more hour of polls."""
+    from storemon.db import open_db
+    from storemon.ingest import ingest
+
+    db = open_db(db_path)
+    try:
+        start = time.perf_counter()
+        assert not ingest(db, data).changed
+        unchanged = time.perf_counter() - start
+        added = append_hour(data / "store_status.csv", seed=9)
+        start = time.perf_counter()
+        assert ingest(db, data).changed
+        one_hour = time.perf_counter() - start
+    finally:
+        db.close()
+    return [Measure("refresh in the service, nothing changed", unchanged, 0.0, "<= 0.2 s"),
+            Measure(f"refresh in the service, one more hour ({added} rows)", one_hour, 0.0, "<= 2 s")]
 
 
 def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: float = 20.0,
@@ -188,6 +209,7 @@ def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: fl
 
 def main(work: str = "bench-data") -> None:
     measures = bench(Path(work))
-    print(f"{'step':45} {'wall s':>8} {'peak MB':>8}  target")
+    print(f"{'step':58} {'wall s':>7} {'peak MB':>8}  target")
     for m in measures:
-        print(f"{m.step:45} {m.seconds:8.2f} {m.peak_mb:8.0f}  {m.target}")
+        peak = f"{m.peak_mb:8.0f}" if m.peak_mb else f"{'-':>8}"
+        print(f"{m.step:58} {m.seconds:7.3f} {peak}  {m.target}")

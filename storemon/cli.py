@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="load the CSV files of a data directory into the database")
     _add_data_dir(ingest)
     _add_db(ingest)
+    ingest.add_argument("--history", type=int, nargs="?", const=10, metavar="N",
+                        help="show the last N ingests and refreshes (default 10) instead of ingesting")
 
     report = commands.add_parser("report", help="write the uptime/downtime report as CSV")
     _add_db(report)
@@ -93,6 +95,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon.ingest import ingest
     from storemon.summary import ingest_summary
 
+    if args.history is not None:
+        from storemon.summary import history
+
+        if not Path(args.db).exists():
+            raise CommandError(f"database not found: {args.db}")
+        print(history(_open_db(args.db), args.history))
+        return 0
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise CommandError(f"data directory not found: {data_dir}")

@@ -141,72 +141,89 @@ class _Loaded:
         return bool(self.states)
 
 
+def _parse_polls(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ids, id_reasons = parse.parse_store_ids(rows["store_id"])
+    ts, ts_reasons = parse.parse_timestamps(rows["timestamp_utc"])
+    active, status_reasons = parse.parse_statuses(rows["status"])
+    return {"store_id": ids, "ts": ts, "active": active}, _first_reason(id_reasons, ts_reasons, status_reasons)
+
+
+def _parse_hours(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ids, id_reasons = parse.parse_store_ids(rows["store_id"])
+    days, day_reasons = parse.parse_days(rows["day"])
+    starts, start_reasons = parse.parse_times_of_day(rows["start_time_local"], "start_time_local", allow_24=False)
+    ends, end_reasons = parse.parse_times_of_day(rows["end_time_local"], "end_time_local", allow_24=True)
+    values = {"store_id": ids, "day": days, "start_us": starts, "end_us": ends}
+    return values, _first_reason(id_reasons, day_reasons, start_reasons, end_reasons)
+
+
+def _parse_zones(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ids, id_reasons = parse.parse_store_ids(rows["store_id"])
+    names = parse.clean_text(rows["timezone_str"]).to_numpy(dtype=object)
+    empty = np.where(names == "", "empty timezone_str", "")
+    return {"store_id": ids, "zone": names}, _first_reason(id_reasons, empty)
+
+
+PARSERS = {POLLS: _parse_polls, HOURS: _parse_hours, ZONES: _parse_zones}
+
+
 def _read_sources(data_dir: Path, states: dict) -> _Loaded:
     loaded = _Loaded()
     for path in sources.poll_files(data_dir):
-        chunk = _read_file(path, POLLS, states, loaded)
-        if chunk is None:
-            continue
-        result = loaded.files[-1]
-        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
-        ts, ts_reasons = parse.parse_timestamps(chunk.rows["timestamp_utc"])
-        active, status_reasons = parse.parse_statuses(chunk.rows["status"])
-        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, ts_reasons, status_reasons))
-        loaded.poll_ids.append(ids[good])
-        loaded.poll_ts.append(ts[good])
-        loaded.poll_active.append(active[good])
+        values = _read_file(path, POLLS, states, loaded)
+        if values is not None:
+            loaded.poll_ids.append(values["store_id"])
+            loaded.poll_ts.append(values["ts"])
+            loaded.poll_active.append(values["active"])
 
-    chunk = _read_file(data_dir / sources.HOURS_FILE, HOURS, states, loaded)
-    if chunk is not None:
-        result = loaded.files[-1]
-        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
-        days, day_reasons = parse.parse_days(chunk.rows["day"])
-        starts, start_reasons = parse.parse_times_of_day(chunk.rows["start_time_local"], "start_time_local",
-                                                         allow_24=False)
-        ends, end_reasons = parse.parse_times_of_day(chunk.rows["end_time_local"], "end_time_local", allow_24=True)
-        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, day_reasons, start_reasons, end_reasons))
-        loaded.hours = pd.DataFrame(
-            {"store_id": ids[good], "day": days[good], "start_us": starts[good], "end_us": ends[good]}
-        ).drop_duplicates()
+    values = _read_file(data_dir / sources.HOURS_FILE, HOURS, states, loaded)
+    if values is not None:
+        loaded.hours = pd.DataFrame(values).drop_duplicates()
 
-    chunk = _read_file(data_dir / sources.ZONES_FILE, ZONES, states, loaded)
-    if chunk is not None:
-        result = loaded.files[-1]
-        ids, id_reasons = parse.parse_store_ids(chunk.rows["store_id"])
-        names = parse.clean_text(chunk.rows["timezone_str"]).to_numpy(dtype=object)
-        empty = np.where(names == "", "empty timezone_str", "")
-        good = _record_bad_rows(result, chunk, _first_reason(id_reasons, empty))
-        zones = pd.DataFrame({"store_id": ids[good], "zone": names[good]}).drop_duplicates("store_id", keep="last")
+    values = _read_file(data_dir / sources.ZONES_FILE, ZONES, states, loaded)
+    if values is not None:
+        zones = pd.DataFrame(values).drop_duplicates("store_id", keep="last")
         unknown = sorted({name for name in zones["zone"].unique() if lookup_zone(name) is None})
         if unknown:
             count = int(zones["zone"].isin(unknown).sum())
             shown = ", ".join(repr(name) for name in unknown[:5])
-            result.notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
+            loaded.files[-1].notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
         loaded.zones = zones
     return loaded
 
 
-def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded) -> Chunk | None:
-    """Read what is new in one file (None if nothing is, or it failed: recorded in `loaded.files`)."""
+def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded) -> dict[str, np.ndarray] | None:
+    """Read and parse what is new in one file: its good rows' values, or None if nothing is new or it failed.
+
+    A last line without a newline that does not parse is taken as still being written: a poll file leaves it
+    for the next read; a business-hours or zone file (replaced whole) is not used at all this time.
+    """
     result = FileResult(path.name, kind)
     loaded.files.append(result)
     try:
         stat, action, read_args = _plan_read(path, states.get(path.name))
         if action == "unchanged":
             return None
-        # Only a poll file may end in a line still being written: the others are replaced whole.
+        if kind != POLLS:  # replaced whole, never appended to
+            action, read_args = "read", {}
         chunk = sources.read_chunk(path, kind, **read_args)
-        if chunk.pending_tail and kind != POLLS:
-            raise SourceError(
-                f"{path.name}: last line {chunk.lines_after + 1} is incomplete (file still being written?)"
-            )
+        values, reasons = PARSERS[kind](chunk.rows)
+        if chunk.unterminated_from is not None and reasons[-1] != "":
+            if kind != POLLS:
+                raise SourceError(
+                    f"{path.name}: last line {chunk.lines_after} is incomplete (file still being written?)"
+                )
+            chunk = chunk.hold_back_last_line()
+            values = {name: column[:-1] for name, column in values.items()}
+            reasons = reasons[:-1]
     except SourceError as exc:
         result.action, result.error = "failed", str(exc)
         return None
     result.action = action
+    good = _record_bad_rows(result, chunk, reasons)
     loaded.states.append(_FileState(path.name, kind, stat.st_size, stat.st_mtime_ns, chunk.end, chunk.lines_after,
                                     sources.fingerprint(path, chunk.end), chunk.header))
-    return chunk
+    return {name: column[good] for name, column in values.items()}
 
 
 def _plan_read(path: Path, state: dict | None) -> tuple[os.stat_result, str, dict]:

@@ -46,6 +46,7 @@ class Refresher:
         self._finished = threading.Condition()
         self._count = 0
         self._refreshing = False
+        self._unrecorded: list[dict] = []
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -110,6 +111,7 @@ class Refresher:
         db = None
         try:
             db = open_db(self.db_path, busy_timeout=self.busy_timeout)
+            self._record_failures(db)
             outcome: IngestResult = ingest(db, self.data_dir)
             result = outcome.to_dict()
             if outcome.ok:
@@ -129,20 +131,15 @@ class Refresher:
         log.warning("refresh failed: %s", reason)
         failure = {"run_id": None, "started": started, "finished": now_iso(), "files": [], "ok": False,
                    "errors": [reason], "changed": False, "data_version": None, "rolled_back": False}
-        self._record_failure(failure)
+        self._unrecorded.append(failure)
         return failure
 
-    def _record_failure(self, failure: dict) -> None:
-        """Record a refresh that failed outside the ingest (a locked database, say) once the database answers."""
-        try:
-            db = open_db(self.db_path, busy_timeout=1.0)
-            try:
-                failure["run_id"] = db.execute(
-                    "INSERT INTO ingest_runs (started, finished, status, files, error) "
-                    "VALUES (?, ?, 'failed', '[]', ?)",
-                    [failure["started"], failure["finished"], failure["errors"][0]],
-                ).lastrowid
-            finally:
-                db.close()
-        except sqlite3.Error:
-            log.warning("could not record the failed refresh in the database")
+    def _record_failures(self, db) -> None:
+        """Record refreshes that failed outside the ingest (a locked database, say), now that the database answers."""
+        while self._unrecorded:
+            failure = self._unrecorded[0]
+            failure["run_id"] = db.execute(
+                "INSERT INTO ingest_runs (started, finished, status, files, error) VALUES (?, ?, 'failed', '[]', ?)",
+                [failure["started"], failure["finished"], failure["errors"][0]],
+            ).lastrowid
+            self._unrecorded.pop(0)

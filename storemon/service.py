@@ -36,6 +36,7 @@ class ServiceConfig:
     workers: int = 2
     refresh_interval: float = 3600.0
     api_threads: int = 24
+    busy_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Service:
         self._listeners: list[Callable[[Change], None]] = []
         self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed)
         self.refresher = Refresher(config.data_dir, config.db_path, config.refresh_interval,
-                                   on_refresh=self._refreshed)
+                                   on_refresh=self._refreshed, busy_timeout=config.busy_timeout)
         self.app = build_app(self)
         self.server = ApiServer(self.app, config.host, config.port, config.api_threads)
         self.api_error: str | None = None
@@ -93,6 +94,10 @@ class Service:
         self.server.stop()
         self.refresher.stop()
         self.jobs.stop()
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
         log.info("service stopped")
 
     @property
@@ -181,6 +186,10 @@ class Service:
             log.exception("health check: database unreachable")
             return {"status": "error", "database": f"unreachable: {exc}"}
         last_refresh = last[0] if last else None
+        pending = self.refresher.last_result
+        if pending is not None and pending["run_id"] is None:  # failed before it could be recorded
+            last_refresh = {"id": None, "started": pending["started"], "finished": pending["finished"],
+                            "status": "failed", "data_version": None, "files": [], "error": pending["errors"][0]}
         failing = [f"{f['name']}: {f['error']}" for f in (last_refresh or {}).get("files", []) if f.get("error")]
         if last_refresh and last_refresh["error"] and not failing:
             failing = [last_refresh["error"]]

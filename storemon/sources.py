@@ -11,7 +11,7 @@ import hashlib
 import io
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,11 @@ class SourceError(Exception):
 
 @dataclass
 class Chunk:
-    """Rows read from one file: named columns of raw strings, each row's line number, and the byte range read."""
+    """Rows read from one file: named columns of raw strings, each row's line number, and the byte range read.
+
+    `unterminated_from` is the byte offset of a last line that has no newline (its row is the last of `rows`),
+    or None. Such a line may still be being written: see `hold_back_last_line`.
+    """
 
     rows: pd.DataFrame
     line_numbers: np.ndarray
@@ -56,7 +60,15 @@ class Chunk:
     end: int
     lines_before: int
     lines_after: int
-    pending_tail: bool
+    unterminated_from: int | None = None
+    pending_tail: bool = False
+
+    def hold_back_last_line(self) -> Chunk:
+        """This chunk without its unterminated last line, which is left for the next read."""
+        return replace(
+            self, rows=self.rows.iloc[:-1], line_numbers=self.line_numbers[:-1], end=self.unterminated_from,
+            lines_after=self.lines_after - 1, unterminated_from=None, pending_tail=True,
+        )
 
 
 def poll_files(data_dir: Path) -> list[Path]:
@@ -85,13 +97,11 @@ def fingerprint(path: Path, length: int) -> str:
 
 
 def read_chunk(
-    path: Path, kind: str, *, start: int = 0, header: str | None = None, lines_before: int = 0,
-    last_line_must_parse: bool = True,
+    path: Path, kind: str, *, start: int = 0, header: str | None = None, lines_before: int = 0
 ) -> Chunk:
     """Read `path` from byte `start` (0: the whole file, header included) up to its end.
 
-    `header` is the header line seen when the file was first read, for a read that starts past it. A last line
-    without its newline is read only if it has every field; otherwise it is left pending (not consumed).
+    `header` is the header line seen when the file was first read, for a read that starts past it.
     Raises SourceError when the file is missing or unreadable or lacks a required column.
     """
     try:
@@ -118,28 +128,26 @@ def read_chunk(
 
     columns = _match_columns(header, kind, path.name)
 
-    pending_tail = False
-    if body and not body.endswith(b"\n"):
-        last_newline = body.rfind(b"\n")
-        tail = body[last_newline + 1 :]
-        if last_line_must_parse and not _complete_line(tail, header):
-            pending_tail = True
-            body = body[: last_newline + 1]
+    unterminated_from = None
+    if body and not body.endswith(b"\n") and body[body.rfind(b"\n") + 1 :].strip():
+        unterminated_from = body_offset + body.rfind(b"\n") + 1
     end = body_offset + len(body)
     line_count = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
 
     if not body.strip():
         empty = pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
-        return Chunk(empty, np.zeros(0, np.int64), [], header, start, end, lines_before,
-                     lines_before + line_count, pending_tail)
+        return Chunk(empty, np.zeros(0, np.int64), [], header, start, end, lines_before, lines_before + line_count)
 
     frame, malformed = _parse_csv(header, body, lines_before)
     rows = pd.DataFrame({name: frame.iloc[:, position] for name, position in columns.items()})
     line_numbers = _line_numbers(len(frame), [line for line, _ in malformed], lines_before)
     blank = (frame.fillna("") == "").all(axis=1).to_numpy()
     rows = rows[~blank].reset_index(drop=True)
-    return Chunk(rows, line_numbers[~blank], malformed, header, start, end, lines_before,
-                 lines_before + line_count, pending_tail)
+    line_numbers = line_numbers[~blank]
+    last_line = lines_before + line_count
+    tail_parsed = len(line_numbers) > 0 and line_numbers[-1] == last_line
+    return Chunk(rows, line_numbers, malformed, header, start, end, lines_before, last_line,
+                 unterminated_from if tail_parsed else None)
 
 
 def _match_columns(header: str, kind: str, file_name: str) -> dict[str, int]:
@@ -152,11 +160,6 @@ def _match_columns(header: str, kind: str, file_name: str) -> dict[str, int]:
             raise SourceError(f"{file_name}: no column {' or '.join(repr(n) for n in accepted)} in the header")
         positions[column] = found
     return positions
-
-
-def _complete_line(line: bytes, header: str) -> bool:
-    """Whether an unterminated last line has as many fields as the header (else it is still being written)."""
-    return line.count(b",") >= header.count(",") and bool(line.strip())
 
 
 def _parse_csv(header: str, body: bytes, lines_before: int) -> tuple[pd.DataFrame, list[tuple[int, str]]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from storemon.ingest import IngestResult
 
 
@@ -26,3 +28,27 @@ def ingest_summary(result: IngestResult) -> str:
         f"data version {result.data_version}" + ("" if result.changed else " (nothing changed)"))
     lines.append(f"ingest #{result.run_id}: {state}")
     return "\n".join(lines)
+
+
+def history(db, limit: int = 10) -> str:
+    """The last `limit` ingest runs (CLI ingests and service refreshes), newest first, one block each."""
+    rows = db.execute(
+        "SELECT id, started, finished, status, data_version, files, error FROM ingest_runs ORDER BY id DESC LIMIT ?",
+        [limit],
+    ).fetchall()
+    if not rows:
+        return "no ingest yet"
+    blocks = []
+    for run_id, started, finished, status, version, files, error in rows:
+        lines = [f"#{run_id} {started} -> {finished or '(unfinished)'}: {status}, data version {version}"]
+        for f in json.loads(files or "[]"):
+            if f.get("error"):
+                lines.append(f"  {f['name']}: FAILED: {f['error']}")
+            elif f.get("action") != "unchanged":
+                lines.append(f"  {f['name']}: {f['action']}: {f['rows_read']} read, {f['rows_loaded']} loaded, "
+                             f"{f['rows_skipped']} skipped")
+                lines.extend(f"    line {line}: {reason}" for line, reason in f.get("bad_lines", [])[:3])
+        if error and not any(f.get("error") for f in json.loads(files or "[]")):
+            lines.append(f"  error: {error}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
