@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service headless: refresh, report workers and the HTTP API")
     _add_service_options(serve)
 
+    console = commands.add_parser("console", help="the operator's console (the default command)")
+    _add_service_options(console)
+    console.add_argument("--export-dir", default="reports", help="where `e` writes reports (default: ./reports)")
+
     bench = commands.add_parser("bench", help="measure ingest and report on a Loop-sized generated data set")
     bench.add_argument("--work-dir", default="bench-data", help="where to keep the data set (default: bench-data)")
     return parser
@@ -80,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
         atexit.register(record_peak_memory)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args = parser.parse_args(["console", *(argv or [])])
     try:
         return COMMANDS[args.command](args)
     except CommandError as exc:
@@ -223,3 +226,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS["serve"] = cmd_serve
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from storemon.console.app import StoremonApp
+    from storemon.logs import log_to_file
+    from storemon.service import Service
+
+    config = _service_config(args)
+    log_path = log_to_file(args.log_file)
+    app = StoremonApp(Service(config), export_dir=Path(args.export_dir), log_path=log_path)
+    app.run()
+    return 0
+
+
+COMMANDS["console"] = cmd_console

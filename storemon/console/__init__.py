@@ -1,0 +1,1 @@
+"""The operator's console: a Textual app running the storemon service in-process."""

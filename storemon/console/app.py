@@ -1,0 +1,235 @@
+"""The console App: the storemon service in-process, its stores, the selected store and the reports.
+
+Long work (loading the fleet, a store's detail, exports) runs in thread workers that post messages back; the
+service's threads report changes with `post_message`. Nothing here touches a widget from another thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from storemon.console.help_screen import HelpScreen
+from storemon.console.messages import DetailLoaded, FleetLoaded, ServiceChanged
+from storemon.console.reports_table import ReportsTable
+from storemon.console.status_bar import StatusBar
+from storemon.console.store_detail import StoreDetailPane
+from storemon.console.stores_table import COLUMNS, StoresTable
+from storemon.fleet import load_fleet, store_detail
+from storemon.parse import format_instant
+from storemon.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class StoremonApp(App):
+    """The operator's console."""
+
+    TITLE = "storemon"
+    CSS = """
+    #main { height: 1fr; }
+    #left { width: 1fr; }
+    #right { width: 66; }
+    #filter { display: none; height: 3; }
+    #filter.visible { display: block; }
+    """
+    BINDINGS = [
+        Binding("r", "run_report", "Run report"),
+        Binding("e", "export", "Export"),
+        Binding("u", "refresh", "Refresh"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, service: Service, *, export_dir: Path = Path("reports"), log_path: Path | None = None,
+                 start_service: bool = True, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.export_dir = Path(export_dir)
+        self.log_path = log_path
+        self.start_service = start_service
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.as_of: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Input(placeholder="filter stores by id (Enter keeps it, Escape clears)", id="filter")
+                yield StoresTable(id="stores")
+            with Vertical(id="right"):
+                yield StoreDetailPane("Loading...", id="detail")
+                yield ReportsTable(id="reports")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.service.listen(lambda change: self.post_message(ServiceChanged(change)))
+        if self.start_service:
+            self.service.start(require_api=False)
+            if self.service.api_error:
+                self.notify(f"API not started: {self.service.api_error}", severity="warning", timeout=10)
+        self.query_one(StoresTable).focus()
+        self.load_fleet()
+        self.update_reports()
+        self.update_status()
+        self.set_interval(1.0, self.tick)
+
+    def on_unmount(self) -> None:
+        if self.start_service:
+            self.service.stop()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Run report", "Compute a report on the latest data (r)", self.action_run_report)
+        yield SystemCommand("Export report", "Write the selected report to a CSV file (e)", self.action_export)
+        yield SystemCommand("Refresh data", "Re-ingest the data directory now (u)", self.action_refresh)
+        yield SystemCommand("Filter stores", "Show only the stores whose id contains some text (/)",
+                            self.action_filter)
+        yield SystemCommand("Help", "Keys, and where the log and exports are (?)", self.action_help)
+
+    # Workers: they read the database on their own thread and post the result back.
+
+    @work(thread=True, exclusive=True, group="fleet")
+    def load_fleet(self) -> None:
+        self.post_message(FleetLoaded(load_fleet(self.service.db())))
+
+    @work(thread=True, exclusive=True, group="detail")
+    def load_detail(self, store_id: str) -> None:
+        self.post_message(DetailLoaded(store_detail(self.service.db(), store_id)))
+
+    @work(thread=True, group="export")
+    def export_report(self, report_id: str) -> None:
+        csv_text = self.service.report_csv(report_id)
+        if csv_text is None:
+            self.call_from_thread(self.notify, f"report {report_id} has no CSV", severity="error")
+            return
+        path = (self.export_dir / f"report-{report_id}.csv").resolve()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(csv_text, encoding="utf-8")
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"export failed: {exc.strerror or exc}", severity="error")
+            return
+        log.info("exported report %s to %s", report_id, path)
+        self.call_from_thread(self.notify, f"exported report {report_id[:8]} to {path}", timeout=8)
+
+    # Messages.
+
+    def on_fleet_loaded(self, message: FleetLoaded) -> None:
+        self.as_of = format_instant(message.fleet.as_of_us)
+        table = self.query_one(StoresTable)
+        first_fill = table.row_count == 0
+        table.show(message.fleet.rows)
+        self.update_status()
+        if first_fill and table.row_count:
+            self.load_detail(table.selected_store())
+
+    def on_detail_loaded(self, message: DetailLoaded) -> None:
+        self.query_one(StoreDetailPane).show(message.detail)
+
+    def on_service_changed(self, message: ServiceChanged) -> None:
+        change = message.change
+        if change.kind == "refresh":
+            self.update_status()
+            if change.refresh and change.refresh.get("changed") or self.query_one(StoresTable).row_count == 0:
+                self.load_fleet()
+        else:
+            self.update_reports()
+            status = self.service.report_status(change.report_id) if change.report_id else None
+            if status and status["status"] == "Complete":
+                self.load_fleet()
+
+    def on_data_table_row_highlighted(self, event: StoresTable.RowHighlighted) -> None:
+        if event.data_table.id == "stores" and event.row_key is not None:
+            self.load_detail(event.row_key.value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one(StoresTable).set_filter(event.value.strip())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(StoresTable).focus()
+
+    # Periodic updates.
+
+    def tick(self) -> None:
+        self.update_status()
+        if any(r["status"] in ("Queued", "Running") for r in self.query_one(ReportsTable).reports.values()):
+            self.update_reports()
+
+    def update_status(self) -> None:
+        refreshes = self.service.recent_refreshes(1)
+        pending = self.service.refresher.last_result
+        refresh = refreshes[0] if refreshes else None
+        if pending is not None and pending.get("run_id") is None:
+            refresh = {"status": "failed", "finished": pending["finished"], "error": pending["errors"][0]}
+        api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
+        self.query_one(StatusBar).show(as_of=self.as_of, refresh=refresh, next_refresh=self.service.refresher.next_run,
+                                       api=api)
+
+    def update_reports(self) -> None:
+        self.query_one(ReportsTable).show(self.service.recent_reports(200), self.clock())
+
+    # Actions.
+
+    def action_run_report(self) -> None:
+        report_id = self.service.trigger_report()
+        self.notify(f"report {report_id[:8]} queued")
+        self.update_reports()
+
+    def action_export(self) -> None:
+        reports = self.query_one(ReportsTable)
+        selected = reports.selected_report() if reports.has_focus else None
+        if selected is None or reports.reports.get(selected, {}).get("status") != "Complete":
+            selected = next((i for i, r in sorted(reports.reports.items(), key=lambda kv: kv[1]["created"],
+                                                   reverse=True) if r["status"] == "Complete"), None)
+        if selected is None:
+            self.notify("no complete report to export yet: press r", severity="warning")
+            return
+        self.export_report(selected)
+
+    def action_refresh(self) -> None:
+        self.service.refresh_now(0)
+        self.notify("refreshing the data...")
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.add_class("visible")
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.value = ""
+        field.remove_class("visible")
+        self.query_one(StoresTable).focus()
+
+    def action_sort(self) -> None:
+        table = self.query_one(StoresTable)
+        keys = [key for key, _ in COLUMNS]
+        table.sort_by(keys[(keys.index(table.sort_column) + 1) % len(keys)])
+        self.notify(f"stores sorted by {dict(COLUMNS)[table.sort_column]}", timeout=2)
+
+    def action_reverse_sort(self) -> None:
+        table = self.query_one(StoresTable)
+        table.sort_by(table.sort_column)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen({
+            "log file": str(self.log_path or "(not logging to a file)"),
+            "database": str(Path(self.service.config.db_path).resolve()),
+            "data": str(Path(self.service.config.data_dir).resolve()),
+            "exports": str(self.export_dir.resolve()),
+            "API": self.service.api_address or f"not running ({self.service.api_error})",
+        }))

@@ -1,0 +1,65 @@
+"""The detail pane: the selected store's hours in local time, its status timelines, its figures."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from storemon.fleet import StoreDetail
+
+FIGURE_NAMES = ("uptime last hour (min)", "uptime last day (h)", "uptime last week (h)",
+                "downtime last hour (min)", "downtime last day (h)", "downtime last week (h)")
+
+
+def timeline_text(cells: list[tuple[float, float]]) -> Text:
+    """One character per cell: green up, red down, yellow mixed, dim dot closed."""
+    text = Text()
+    for open_fraction, up_fraction in cells:
+        if open_fraction <= 0:
+            text.append("·", style="dim")
+        elif up_fraction >= 0.999:
+            text.append("█", style="green")
+        elif up_fraction <= 0.001:
+            text.append("█", style="red")
+        else:
+            text.append("▒", style="yellow")
+    return text
+
+
+class StoreDetailPane(Static):
+    """Shows one store."""
+
+    DEFAULT_CSS = """
+    StoreDetailPane {
+        height: 1fr;
+        border: round $primary;
+        padding: 0 1;
+        overflow-y: auto;
+    }
+    """
+
+    def show(self, detail: StoreDetail | None) -> None:
+        if detail is None:
+            self.update("Select a store.")
+            return
+        text = Text()
+        text.append(detail.store_id + "\n", style="bold")
+        text.append(f"zone {detail.zone}\n\n")
+        text.append("Business hours (local)\n", style="bold")
+        for line in detail.hours_lines:
+            text.append(f"  {line}\n")
+        text.append("\nLast 24 hours (30 min a cell)\n", style="bold")
+        text.append_text(timeline_text(detail.day_timeline))
+        text.append("\nLast 7 days (3 h a cell)\n", style="bold")
+        text.append_text(timeline_text(detail.week_timeline))
+        text.append("\n█ up  ", style="green")
+        text.append("█ down  ", style="red")
+        text.append("▒ mixed  ", style="yellow")
+        text.append("· closed\n", style="dim")
+        text.append("\nLatest report\n", style="bold")
+        if detail.figures is None:
+            text.append("  (no complete report includes this store yet: press r)\n")
+        else:
+            for name, value in zip(FIGURE_NAMES, detail.figures):
+                text.append(f"  {name:26} {value:>8}\n")
+        self.update(text)

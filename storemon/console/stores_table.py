@@ -1,0 +1,115 @@
+"""The stores table: every store, added once and then updated cell by cell; offline-during-hours stands out."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from storemon.fleet import FleetRow
+
+COLUMNS = (
+    ("store_id", "store id"), ("zone", "zone"), ("local", "local"), ("open", "hours"),
+    ("status", "status"), ("age", "last poll"), ("up_day", "up day h"), ("up_week", "up wk h"),
+)
+WIDTHS = {"store_id": 36, "zone": 14, "local": 9, "open": 6, "status": 8, "age": 9, "up_day": 8, "up_week": 8}
+SORT_KEYS = {
+    "store_id": lambda r: r.store_id,
+    "zone": lambda r: (r.zone, r.store_id),
+    "local": lambda r: (r.local_time, r.store_id),
+    "open": lambda r: (not r.open_now, r.store_id),
+    "status": lambda r: (not r.offline_in_hours, r.last_active, r.store_id),
+    "age": lambda r: (-r.last_poll_age_s, r.store_id),
+    "up_day": lambda r: (float(r.uptime_day) if r.uptime_day else -1.0, r.store_id),
+    "up_week": lambda r: (float(r.uptime_week) if r.uptime_week else -1.0, r.store_id),
+}
+
+
+def format_age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def cells(row: FleetRow) -> tuple[Text, ...]:
+    """The cells of one store's row; a store offline during its business hours is bold red."""
+    style = "bold red" if row.offline_in_hours else ""
+    values = (
+        row.store_id, row.zone.removeprefix("America/"), row.local_time, "open" if row.open_now else "closed",
+        "active" if row.last_active else "INACTIVE", format_age(row.last_poll_age_s), row.uptime_day,
+        row.uptime_week,
+    )
+    return tuple(Text(value, style=style) for value in values)
+
+
+class StoresTable(DataTable):
+    """Every store; `show(rows)` adds new stores and updates changed cells, never rebuilding the table."""
+
+    DEFAULT_CSS = """
+    StoresTable {
+        height: 1fr;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.rows_by_id: dict[str, FleetRow] = {}
+        self.filter_text = ""
+        self.sort_column = "store_id"
+        self.sort_reverse = False
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key, width=WIDTHS[key])
+
+    def show(self, rows: list[FleetRow]) -> None:
+        """Bring the table up to date with `rows`."""
+        added = False
+        for row in rows:
+            old = self.rows_by_id.get(row.store_id)
+            self.rows_by_id[row.store_id] = row
+            if not self._visible(row.store_id):
+                continue
+            if old is None or row.store_id not in self.rows:
+                self.add_row(*cells(row), key=row.store_id)
+                added = True
+            elif old != row:
+                for (column, _), value in zip(COLUMNS, cells(row)):
+                    self.update_cell(row.store_id, column, value)
+        if added:
+            self.apply_sort()
+
+    def _visible(self, store_id: str) -> bool:
+        return self.filter_text.lower() in store_id.lower()
+
+    def set_filter(self, text: str) -> None:
+        """Show only the stores whose id contains `text` (case-insensitive)."""
+        if text == self.filter_text:
+            return
+        self.filter_text = text
+        self.clear()
+        for store_id, row in self.rows_by_id.items():
+            if self._visible(store_id):
+                self.add_row(*cells(row), key=store_id)
+        self.apply_sort()
+
+    def sort_by(self, column: str) -> None:
+        """Sort by `column`; the same column again reverses the order."""
+        self.sort_reverse = not self.sort_reverse if column == self.sort_column else False
+        self.sort_column = column
+        self.apply_sort()
+
+    def apply_sort(self) -> None:
+        key = SORT_KEYS[self.sort_column]
+        self.sort("store_id", key=lambda cell: key(self.rows_by_id[cell.plain]), reverse=self.sort_reverse)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.sort_by(str(event.column_key.value))
+
+    def selected_store(self) -> str | None:
+        if not self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value

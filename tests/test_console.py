@@ -1,0 +1,149 @@
+"""The console under Pilot: it fills, runs, exports, filters, refreshes and follows reports triggered over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from storemon.console.app import StoremonApp
+from storemon.console.help_screen import HelpScreen
+from storemon.console.reports_table import ReportsTable
+from storemon.console.status_bar import StatusBar
+from storemon.console.stores_table import StoresTable
+from storemon.db import open_db
+from storemon.engine import compute_report
+from storemon.generate import generate
+from storemon.service import Service, ServiceConfig
+from storemon.snapshot import load_snapshot
+
+SIZE = (180, 50)
+
+
+@pytest.fixture
+def data(tmp_path):
+    directory = tmp_path / "data"
+    generate(directory, stores=30, days=8, seed=9)
+    return directory
+
+
+def make_app(data, tmp_path, port=0):
+    service = Service(ServiceConfig(data, tmp_path / "console.db", port=port, refresh_interval=3600))
+    return StoremonApp(service, export_dir=tmp_path / "exports", log_path=tmp_path / "console.log")
+
+
+async def until(pilot, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        if predicate():
+            return
+    raise AssertionError("condition not reached")
+
+
+def expected_report(db_path) -> str:
+    db = open_db(db_path)
+    try:
+        return compute_report(load_snapshot(db)).to_csv()
+    finally:
+        db.close()
+
+
+def test_fills_runs_a_report_and_exports_it(data, tmp_path):
+    async def scenario():
+        app = make_app(data, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            stores = app.query_one(StoresTable)
+            await until(pilot, lambda: stores.row_count == 30)
+            reports = app.query_one(ReportsTable)
+            await pilot.press("r")
+            await until(pilot, lambda: any(r["status"] == "Complete" for r in reports.reports.values()))
+            (report_id,) = reports.reports
+            await until(pilot, lambda: stores.rows_by_id[next(iter(stores.rows_by_id))].uptime_week != "")
+            await pilot.press("e")
+            exported = tmp_path / "exports" / f"report-{report_id}.csv"
+            await until(pilot, exported.exists)
+            return exported.read_text(), app.service.config.db_path
+
+    text, db_path = asyncio.run(scenario())
+    assert text == expected_report(db_path)
+
+
+def test_filter_sort_and_help(data, tmp_path):
+    async def scenario():
+        app = make_app(data, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            stores = app.query_one(StoresTable)
+            await until(pilot, lambda: stores.row_count == 30)
+            uuid_like = [s for s in stores.rows_by_id if "-" in s]
+            await pilot.press("slash")
+            await pilot.press(*uuid_like[0][:6])
+            await until(pilot, lambda: stores.row_count == 1)
+            assert stores.selected_store() == uuid_like[0]
+            await pilot.press("escape")
+            await until(pilot, lambda: stores.row_count == 30)
+            first = stores.selected_store()
+            assert first == min(stores.rows_by_id)
+            await pilot.press("s")  # sort by zone
+            assert stores.sort_column == "zone"
+            zones = [stores.rows_by_id[stores.coordinate_to_cell_key((i, 0)).row_key.value].zone for i in range(30)]
+            assert zones == sorted(zones)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+
+    asyncio.run(scenario())
+
+
+def test_refresh_key_loads_new_polls(data, tmp_path):
+    async def scenario():
+        app = make_app(data, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            stores = app.query_one(StoresTable)
+            await until(pilot, lambda: stores.row_count == 30)
+            with (data / "store_status.csv").open("a") as handle:
+                handle.write("brand-new-store,inactive,2023-01-25 19:00:00 UTC\n")
+            await pilot.press("u")
+            await until(pilot, lambda: stores.row_count == 31)
+            assert stores.rows_by_id["brand-new-store"].last_active is False
+            assert "2023-01-25 19:00:00 UTC" in str(app.query_one(StatusBar).render())
+
+    asyncio.run(scenario())
+
+
+def test_report_triggered_over_http_appears(data, tmp_path):
+    async def scenario():
+        app = make_app(data, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.query_one(StoresTable).row_count == 30)
+            url = f"{app.service.api_address}/trigger_report"
+            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=10).read()))
+            reports = app.query_one(ReportsTable)
+            await until(pilot, lambda: reports.reports.get(body["report_id"], {}).get("status") == "Complete")
+            address = app.service.api_address
+        return address
+
+    address = asyncio.run(scenario())
+    with pytest.raises(OSError):  # quitting stopped the server
+        urllib.request.urlopen(f"{address}/health", timeout=2)
+
+
+def test_starts_when_the_port_is_taken(data, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        async def scenario():
+            app = make_app(data, tmp_path, port=port)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.query_one(StoresTable).row_count == 30)
+                return str(app.query_one(StatusBar).render())
+
+        header = asyncio.run(scenario())
+    assert "not running" in header and "address already in use" in header
