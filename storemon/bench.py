@@ -213,3 +213,72 @@ def main(work: str = "bench-data") -> None:
     for m in measures:
         peak = f"{m.peak_mb:8.0f}" if m.peak_mb else f"{'-':>8}"
         print(f"{m.step:58} {m.seconds:7.3f} {peak}  {m.target}")
+
+
+def console_latency(data: Path, db: Path, presses: int = 60) -> list[Measure]:
+    """The console on a database, headless: the time until the stores table is full, then key-press-to-repaint.
+
+    Latency is measured from posting a cursor-down key event to the app producing the first screen update that
+    shows the moved cursor (the compositor's frame, which a terminal driver would write). Keys are pressed while
+    reports run one after another, each followed by the console's reload of the stores.
+    """
+    import asyncio
+
+    from textual import events
+
+    from storemon.console.app import StoremonApp
+    from storemon.console.stores_table import StoresTable
+    from storemon.service import Service, ServiceConfig
+
+    async def scenario() -> tuple[float, int, list[float], int]:
+        start = time.perf_counter()
+        service = Service(ServiceConfig(data, db, port=0))
+        app = StoremonApp(service, export_dir=db.parent / "exports")
+        async with app.run_test(size=(180, 50)) as pilot:
+            table = app.query_one(StoresTable)
+            frames: list[tuple[float, int]] = []
+            display = app._display
+
+            def timed_display(screen, renderable):
+                if renderable is not None:
+                    frames.append((time.perf_counter(), table.cursor_row))
+                return display(screen, renderable)
+
+            app._display = timed_display
+            previous = -1
+            while time.perf_counter() - start < 120:
+                await asyncio.sleep(0.01)
+                if table.row_count and table.row_count == previous:
+                    break
+                previous = table.row_count
+            filled = time.perf_counter() - start
+            latencies: list[float] = []
+            reports = 0
+            while len(latencies) < presses:
+                report_id = service.trigger_report()
+                reports += 1
+                while len(latencies) < presses:
+                    status = service.report_status(report_id)["status"]
+                    key = "down" if len(latencies) % 20 < 10 else "up"
+                    target = table.cursor_row + (1 if key == "down" else -1)
+                    sent = time.perf_counter()
+                    app.post_message(events.Key(key, None))
+                    while time.perf_counter() - sent < 5:
+                        await asyncio.sleep(0.001)
+                        shown = [t for t, row in frames if t >= sent and row == target]
+                        if shown:
+                            latencies.append(shown[0] - sent)
+                            break
+                    await asyncio.sleep(0.05)
+                    if status == "Complete":
+                        break
+            await pilot.pause()
+            return filled, table.row_count, latencies, reports
+
+    filled, rows, latencies, reports = asyncio.run(scenario())
+    p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
+    return [
+        Measure(f"console: stores table filled ({rows} stores)", filled, 0.0, "<= 2 s on the sample data"),
+        Measure(f"console: key press to repaint while {reports} reports ran ({len(latencies)} presses)",
+                float(p99) / 1000, 0.0, f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (aim < 100 ms)"),
+    ]

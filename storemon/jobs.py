@@ -1,5 +1,8 @@
 """Report jobs: a queue of triggered reports, run by a bounded pool of worker threads.
 
+Each worker thread hands its report to a pool of processes (one per worker), so that the engine's work never
+competes with the API and the console for the service's GIL.
+
 Every trigger is a row of the `reports` table before it is acknowledged, with its parameters, so that no triggered
 report is lost: reports left queued or running by a stopped (or killed) process are queued again at the next
 start. Workers wait until the data is ready (the start-up ingest has finished) and compute each report on one
@@ -9,22 +12,28 @@ consistent snapshot.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.pool
+import os
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 from storemon.db import open_db
-from storemon.engine import INTERPOLATIONS, ReportCancelled, compute_report
+from storemon.engine import INTERPOLATIONS, compute_report
 from storemon.ingest import now_iso
+from storemon.logs import log_to_file
 from storemon.parse import format_instant, parse_instant
 from storemon.snapshot import load_snapshot
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, COMPLETE, FAILED = "Queued", "Running", "Complete", "Failed"
+PROGRESS_POLL_S = 0.2
 SUMMARY_COLUMNS = (
     "id, status, progress, requested_as_of, interpolation, as_of, data_version, created, started, finished, "
     "row_count, error"
@@ -64,7 +73,9 @@ class ReportJobs:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._progress: dict[str, float] = {}
+        self._pool: multiprocessing.pool.Pool | None = None
+        # The pool's resource tracker needs a real stderr to start: start it now, before a console captures it.
+        resource_tracker.ensure_running()
         self._on_change = on_change
 
     def start(self) -> None:
@@ -81,6 +92,7 @@ class ReportJobs:
             self._queue.put(report_id)
         if unfinished:
             log.info("re-queued %d unfinished reports", len(unfinished))
+        self._pool = multiprocessing.get_context("spawn").Pool(self.workers, _quiet_child, (log_file(),))
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"report-worker-{index}", daemon=True)
             thread.start()
@@ -91,9 +103,14 @@ class ReportJobs:
         self._stopping.set()
         for _ in self._threads:
             self._queue.put(None)
+        if self._pool is not None:
+            self._pool.terminate()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._pool is not None:
+            self._pool.join()
+            self._pool = None
 
     def trigger(self, db, as_of: object = None, interpolation: object = None) -> str:
         """Record and queue a report; returns its id. Raises BadParameter for an invalid parameter."""
@@ -107,10 +124,6 @@ class ReportJobs:
         self._queue.put(report_id)
         self._notify(report_id)
         return report_id
-
-    def progress_of(self, report_id: str) -> float | None:
-        """The live progress of a report being computed, if it is."""
-        return self._progress.get(report_id)
 
     def _notify(self, report_id: str) -> None:
         if self._on_change is not None:
@@ -144,35 +157,71 @@ class ReportJobs:
         _, requested_as_of, interpolation = row
         db.execute("UPDATE reports SET status = ?, started = ?, progress = 0 WHERE id = ?",
                    [RUNNING, now_iso(), report_id])
-        self._progress[report_id] = 0.0
         self._notify(report_id)
-
-        def progress(fraction: float) -> None:
-            self._progress[report_id] = fraction
-            self._notify(report_id)
-
+        pending = self._pool.apply_async(compute_in_process, (self.db_path, report_id, requested_as_of, interpolation))
+        shown_progress = 0.0
+        while not pending.ready():
+            if self._stopping.is_set():
+                db.execute("UPDATE reports SET status = ?, progress = 0, started = NULL WHERE id = ?",
+                           [QUEUED, report_id])
+                log.info("report %s: stopped, left queued for the next start", report_id)
+                return
+            pending.wait(PROGRESS_POLL_S)
+            progress = db.execute("SELECT progress FROM reports WHERE id = ?", [report_id]).fetchone()[0]
+            if progress != shown_progress:
+                shown_progress = progress
+                self._notify(report_id)
         try:
-            snapshot = load_snapshot(db)
-            as_of = parse_instant(requested_as_of) if requested_as_of else None
-            report = compute_report(snapshot, as_of, interpolation, progress=progress, cancel=self._stopping)
-            csv_text = report.to_csv()
-        except ReportCancelled:
-            db.execute("UPDATE reports SET status = ?, progress = 0, started = NULL WHERE id = ?",
-                       [QUEUED, report_id])
-            log.info("report %s: stopped, left queued for the next start", report_id)
-            return
+            outcome = pending.get()
         except Exception as exc:
-            log.exception("report %s failed", report_id)
+            log.error("report %s failed: %s: %s", report_id, type(exc).__name__, exc)
             db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
                        [FAILED, now_iso(), f"{type(exc).__name__}: {exc}", report_id])
-            return
-        finally:
-            self._progress.pop(report_id, None)
             self._notify(report_id)
+            return
         db.execute(
             "UPDATE reports SET status = ?, progress = 1, as_of = ?, data_version = ?, finished = ?, row_count = ?, "
             "csv = ? WHERE id = ?",
-            [COMPLETE, format_instant(report.as_of_us), snapshot.data_version, now_iso(), len(report.store_ids),
-             csv_text, report_id],
+            [COMPLETE, outcome["as_of"], outcome["data_version"], now_iso(), outcome["rows"], outcome["csv"],
+             report_id],
         )
         self._notify(report_id)
+
+
+def log_file() -> str | None:
+    """The file the `storemon` log goes to, if any."""
+    handler = next((h for h in logging.getLogger("storemon").handlers if isinstance(h, logging.FileHandler)), None)
+    return handler.baseFilename if handler else None
+
+
+def _quiet_child(log_path: str | None) -> None:
+    """In a pool process: send its output and log to the service's log file, never to the terminal."""
+    target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    os.close(target)
+    if log_path:
+        log_to_file(log_path)
+
+
+def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None, interpolation: str) -> dict:
+    """Compute one report in a pool process (so that the engine never holds the service's GIL).
+
+    Writes the report's progress into its row as it goes; returns what the worker stores.
+    """
+    db = open_db(db_path)
+    try:
+        written = [0.0]
+
+        def progress(fraction: float) -> None:
+            if fraction - written[0] >= 0.1:
+                written[0] = fraction
+                db.execute("UPDATE reports SET progress = ? WHERE id = ?", [round(fraction, 3), report_id])
+
+        snapshot = load_snapshot(db)
+        as_of = parse_instant(requested_as_of) if requested_as_of else None
+        report = compute_report(snapshot, as_of, interpolation, progress=progress)
+        return {"csv": report.to_csv(), "as_of": format_instant(report.as_of_us),
+                "data_version": snapshot.data_version, "rows": len(report.store_ids)}
+    finally:
+        db.close()

@@ -137,11 +137,7 @@ class Service:
         row = self.db().execute(f"SELECT {SUMMARY_COLUMNS} FROM reports WHERE id = ?", [report_id]).fetchone()
         if row is None:
             return None
-        status = dict(zip([c.strip() for c in SUMMARY_COLUMNS.split(",")], row))
-        live = self.jobs.progress_of(report_id)
-        if live is not None:
-            status["progress"] = live
-        return status
+        return dict(zip([c.strip() for c in SUMMARY_COLUMNS.split(",")], row))
 
     def report_csv(self, report_id: str) -> str | None:
         row = self.db().execute("SELECT csv FROM reports WHERE id = ?", [report_id]).fetchone()
@@ -152,12 +148,7 @@ class Service:
         rows = self.db().execute(
             f"SELECT {SUMMARY_COLUMNS} FROM reports ORDER BY created DESC, rowid DESC LIMIT ?", [limit]
         ).fetchall()
-        reports = [dict(zip(names, row)) for row in rows]
-        for report in reports:
-            live = self.jobs.progress_of(report["id"])
-            if live is not None:
-                report["progress"] = live
-        return reports
+        return [dict(zip(names, row)) for row in rows]
 
     def recent_refreshes(self, limit: int = 20) -> list[dict]:
         rows = self.db().execute(

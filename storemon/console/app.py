@@ -30,6 +30,8 @@ from storemon.service import Service
 
 log = logging.getLogger(__name__)
 
+REPORTS_PANE_PERIOD_S = 0.25
+
 
 class StoremonApp(App):
     """The operator's console."""
@@ -63,6 +65,8 @@ class StoremonApp(App):
         self.start_service = start_service
         self.clock = clock or (lambda: datetime.now(UTC))
         self.as_of: str | None = None
+        self._fleet_wanted = False
+        self._reports_wanted = False
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -86,6 +90,7 @@ class StoremonApp(App):
         self.update_reports()
         self.update_status()
         self.set_interval(1.0, self.tick)
+        self.set_interval(REPORTS_PANE_PERIOD_S, self.refresh_reports_pane)
 
     def on_unmount(self) -> None:
         if self.start_service:
@@ -128,6 +133,10 @@ class StoremonApp(App):
 
     # Messages.
 
+    def want_fleet(self) -> None:
+        """Reload the stores soon: changes arriving together (reports finishing, a refresh) cost one reload."""
+        self._fleet_wanted = True
+
     def on_fleet_loaded(self, message: FleetLoaded) -> None:
         self.as_of = format_instant(message.fleet.as_of_us)
         table = self.query_one(StoresTable)
@@ -165,8 +174,17 @@ class StoremonApp(App):
     # Periodic updates.
 
     def tick(self) -> None:
+        if self._fleet_wanted and not any(w.group == "fleet" and w.is_running for w in self.workers):
+            self._fleet_wanted = False
+            self.load_fleet()
         self.update_status()
         if any(r["status"] in ("Queued", "Running") for r in self.query_one(ReportsTable).reports.values()):
+            self._reports_wanted = True
+
+    def refresh_reports_pane(self) -> None:
+        """Apply report changes (many may arrive together) a few times a second at most."""
+        if self._reports_wanted:
+            self._reports_wanted = False
             self.update_reports()
 
     def update_status(self) -> None:
@@ -180,7 +198,11 @@ class StoremonApp(App):
                                        api=api)
 
     def update_reports(self) -> None:
-        self.query_one(ReportsTable).show(self.service.recent_reports(200), self.clock())
+        table = self.query_one(ReportsTable)
+        before = {i for i, r in table.reports.items() if r["status"] == "Complete"}
+        table.show(self.service.recent_reports(200), self.clock())
+        if any(r["status"] == "Complete" and i not in before for i, r in table.reports.items()):
+            self.want_fleet()
 
     # Actions.
 

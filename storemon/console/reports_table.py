@@ -57,10 +57,12 @@ class ReportsTable(DataTable):
         now = now or datetime.now(UTC)
         new = [r for r in reports if r["id"] not in self.reports]
         for report in reports:
-            values = self._values(report, now)
-            if report["id"] in self.reports:
-                for (column, _), value in zip(COLUMNS, values):
-                    self.update_cell(report["id"], column, value)
+            old = self.reports.get(report["id"])
+            if old is not None and (old != report or report["status"] == "Running"):
+                old_values = self._values(old, now)
+                for (column, _), value, old_value in zip(COLUMNS, self._values(report, now), old_values):
+                    if value != old_value or column == "elapsed":
+                        self.update_cell(report["id"], column, value)
             self.reports[report["id"]] = report
         if new:
             for report in new:

@@ -11,6 +11,7 @@ COLUMNS = (
     ("store_id", "store id"), ("zone", "zone"), ("local", "local"), ("open", "hours"),
     ("status", "status"), ("age", "last poll"), ("up_day", "up day h"), ("up_week", "up wk h"),
 )
+BATCH = 500  # rows added or updated per turn of the event loop
 WIDTHS = {"store_id": 36, "zone": 14, "local": 9, "open": 6, "status": 8, "age": 9, "up_day": 8, "up_week": 8}
 SORT_KEYS = {
     "store_id": lambda r: r.store_id,
@@ -32,15 +33,23 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def cells(row: FleetRow) -> tuple[Text, ...]:
-    """The cells of one store's row; a store offline during its business hours is bold red."""
-    style = "bold red" if row.offline_in_hours else ""
-    values = (
+def cell_values(row: FleetRow) -> tuple[str, ...]:
+    """The text of each cell of one store's row."""
+    return (
         row.store_id, row.zone.removeprefix("America/"), row.local_time, "open" if row.open_now else "closed",
         "active" if row.last_active else "INACTIVE", format_age(row.last_poll_age_s), row.uptime_day,
         row.uptime_week,
     )
-    return tuple(Text(value, style=style) for value in values)
+
+
+def style_of(row: FleetRow) -> str:
+    """A store offline during its business hours is bold red."""
+    return "bold red" if row.offline_in_hours else ""
+
+
+def cells(row: FleetRow) -> tuple[Text, ...]:
+    style = style_of(row)
+    return tuple(Text(value, style=style) for value in cell_values(row))
 
 
 class StoresTable(DataTable):
@@ -55,6 +64,9 @@ class StoresTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.rows_by_id: dict[str, FleetRow] = {}
+        self._pending: list[FleetRow] = []
+        self._pending_from = 0
+        self._pending_added = False
         self.filter_text = ""
         self.sort_column = "store_id"
         self.sort_reverse = False
@@ -64,8 +76,18 @@ class StoresTable(DataTable):
             self.add_column(label, key=key, width=WIDTHS[key])
 
     def show(self, rows: list[FleetRow]) -> None:
-        """Bring the table up to date with `rows`."""
-        added = False
+        """Bring the table up to date with `rows`, a batch of rows per turn of the event loop.
+
+        Batches keep the console answering keys while 14,000 stores are added or updated.
+        """
+        self._pending = rows
+        self._pending_from = 0
+        self._pending_added = False
+        self._apply_batch()
+
+    def _apply_batch(self) -> None:
+        rows = self._pending[self._pending_from : self._pending_from + BATCH]
+        self._pending_from += BATCH
         for row in rows:
             old = self.rows_by_id.get(row.store_id)
             self.rows_by_id[row.store_id] = row
@@ -73,11 +95,17 @@ class StoresTable(DataTable):
                 continue
             if old is None or row.store_id not in self.rows:
                 self.add_row(*cells(row), key=row.store_id)
-                added = True
+                self._pending_added = True
             elif old != row:
-                for (column, _), value in zip(COLUMNS, cells(row)):
-                    self.update_cell(row.store_id, column, value)
-        if added:
+                style, values = style_of(row), cell_values(row)
+                restyle = style != style_of(old)
+                for (column, _), value, old_value in zip(COLUMNS, values, cell_values(old)):
+                    if restyle or value != old_value:
+                        self.update_cell(row.store_id, column, Text(value, style=style))
+        if self._pending_from < len(self._pending):
+            self.call_after_refresh(self._apply_batch)
+        elif self._pending_added:
+            self._pending_added = False
             self.apply_sort()
 
     def _visible(self, store_id: str) -> bool:
