@@ -58,6 +58,19 @@ def latest_report(db: sqlite_utils.Database) -> tuple[str | None, dict[str, list
     return row[0], figures
 
 
+def report_row(db: sqlite_utils.Database, store_id: str) -> list[str] | None:
+    """One store's six figures in the latest complete report (found inside the stored CSV, not parsed whole)."""
+    row = db.execute(
+        """
+        WITH latest AS (SELECT csv FROM reports WHERE status = 'Complete' ORDER BY finished DESC, rowid DESC LIMIT 1),
+             found AS (SELECT csv, instr(csv, char(10) || :id || ',') AS at FROM latest)
+        SELECT substr(csv, at + 1, instr(substr(csv, at + 1), char(10)) - 1) FROM found WHERE at > 0
+        """,
+        {"id": store_id},
+    ).fetchone()
+    return row[0].split(",")[1:] if row else None
+
+
 def load_fleet(db: sqlite_utils.Database) -> Fleet:
     """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report."""
     with db.atomic():
@@ -139,7 +152,7 @@ def store_detail(db: sqlite_utils.Database, store_id: str, cells_day: int = 48, 
         as_of = db.execute("SELECT MAX(last_ts) FROM poll_series").fetchone()[0]
         zone_row = db.execute("SELECT timezone_str FROM zones WHERE store = ?", [key]).fetchone()
         rows = db.execute("SELECT day, start_us, end_us FROM business_hours WHERE store = ?", [key]).fetchall()
-        _, figures = latest_report(db)
+        figures = report_row(db, store_id)
     if series is None:
         return None
     zone_name = zone_row[0] if zone_row else None
@@ -171,5 +184,5 @@ def store_detail(db: sqlite_utils.Database, store_id: str, cells_day: int = 48, 
     shown_zone = zone_name if zone_name and lookup_zone(zone_name) else f"{DEFAULT_ZONE} (default)"
     return StoreDetail(
         store_id, shown_zone, hours_lines([tuple(r) for r in rows]),
-        timeline(WINDOWS_US[1], cells_day), timeline(week, cells_week), figures.get(store_id),
+        timeline(WINDOWS_US[1], cells_day), timeline(week, cells_week), figures,
     )

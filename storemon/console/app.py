@@ -16,6 +16,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input
 
 from storemon.console.help_screen import HelpScreen
@@ -31,6 +32,7 @@ from storemon.service import Service
 log = logging.getLogger(__name__)
 
 REPORTS_PANE_PERIOD_S = 0.25
+DETAIL_DELAY_S = 0.12
 
 
 class StoremonApp(App):
@@ -67,6 +69,8 @@ class StoremonApp(App):
         self.as_of: str | None = None
         self._fleet_wanted = False
         self._reports_wanted = False
+        self._detail_for: str | None = None
+        self._detail_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -163,7 +167,16 @@ class StoremonApp(App):
 
     def on_data_table_row_highlighted(self, event: StoresTable.RowHighlighted) -> None:
         if event.data_table.id == "stores" and event.row_key is not None:
-            self.load_detail(event.row_key.value)
+            self._detail_for = event.row_key.value
+            if self._detail_timer is not None:
+                self._detail_timer.stop()
+            self._detail_timer = self.set_timer(DETAIL_DELAY_S, self._load_selected_detail)
+
+    def _load_selected_detail(self) -> None:
+        """Load the selected store's detail once the cursor rests (not for every row it passes)."""
+        self._detail_timer = None
+        if self._detail_for is not None:
+            self.load_detail(self._detail_for)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.query_one(StoresTable).set_filter(event.value.strip())

@@ -85,6 +85,11 @@ class StoresTable(DataTable):
         self._pending_added = False
         self._apply_batch()
 
+    @property
+    def updating(self) -> bool:
+        """Whether rows given to `show` are still being applied."""
+        return self._pending_from < len(self._pending)
+
     def _apply_batch(self) -> None:
         rows = self._pending[self._pending_from : self._pending_from + BATCH]
         self._pending_from += BATCH
