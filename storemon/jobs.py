@@ -155,10 +155,17 @@ class ReportJobs:
         if row is None or row[0] != QUEUED:
             return
         _, requested_as_of, interpolation = row
+        if self._stopping.is_set():
+            return
         db.execute("UPDATE reports SET status = ?, started = ?, progress = 0 WHERE id = ?",
                    [RUNNING, now_iso(), report_id])
         self._notify(report_id)
-        pending = self._pool.apply_async(compute_in_process, (self.db_path, report_id, requested_as_of, interpolation))
+        try:
+            pending = self._pool.apply_async(compute_in_process,
+                                             (self.db_path, report_id, requested_as_of, interpolation))
+        except ValueError:  # the pool was stopped meanwhile: leave the report for the next start
+            db.execute("UPDATE reports SET status = ?, started = NULL WHERE id = ?", [QUEUED, report_id])
+            return
         shown_progress = 0.0
         while not pending.ready():
             if self._stopping.is_set():

@@ -87,13 +87,14 @@ class Service:
                  self.api_address or self.api_error)
 
     def stop(self) -> None:
-        """Stop accepting requests, stop the refresh and the workers (leaving unfinished reports queued)."""
+        """Stop the workers (leaving unfinished reports queued: a trigger meanwhile is recorded and queued too),
+        then stop accepting requests and stop the refresh."""
         if not self.started:
             return
         self.started = False
+        self.jobs.stop()
         self.server.stop()
         self.refresher.stop()
-        self.jobs.stop()
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()

@@ -70,6 +70,7 @@ class StoremonApp(App):
         self._fleet_wanted = False
         self._reports_wanted = False
         self._detail_for: str | None = None
+        self._closing = False
         self._detail_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -97,6 +98,7 @@ class StoremonApp(App):
         self.set_interval(REPORTS_PANE_PERIOD_S, self.refresh_reports_pane)
 
     def on_unmount(self) -> None:
+        self._closing = True
         if self.start_service:
             self.service.stop()
 
@@ -154,16 +156,17 @@ class StoremonApp(App):
         self.query_one(StoreDetailPane).show(message.detail)
 
     def on_service_changed(self, message: ServiceChanged) -> None:
+        if self._closing:
+            return
         change = message.change
-        if change.kind == "refresh":
-            self.update_status()
-            if change.refresh and change.refresh.get("changed") or self.query_one(StoresTable).row_count == 0:
-                self.load_fleet()
-        else:
-            self.update_reports()
-            status = self.service.report_status(change.report_id) if change.report_id else None
-            if status and status["status"] == "Complete":
-                self.load_fleet()
+        if change.kind == "report":
+            self._reports_wanted = True
+            return
+        self.update_status()
+        if self.query_one(StoresTable).row_count == 0:
+            self.load_fleet()
+        elif change.refresh and change.refresh.get("changed"):
+            self.want_fleet()
 
     def on_data_table_row_highlighted(self, event: StoresTable.RowHighlighted) -> None:
         if event.data_table.id == "stores" and event.row_key is not None:
