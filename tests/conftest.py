@@ -36,14 +36,18 @@ def write_data(directory: Path, polls=(), hours=(), zones=()) -> Path:
     return directory
 
 
-def report_rows(db_path: Path, as_of: str | None = None, interpolation: str = "previous") -> dict[str, list[str]]:
-    """The report over a database, as {store_id: [six figures as written]}."""
+def report_csv(db_path: Path, as_of: str | None = None, interpolation: str = "previous") -> str:
+    """The report CSV over a database, as `storemon report` writes it."""
     db = open_db(db_path)
     try:
-        report = compute_report(load_snapshot(db), parse_instant(as_of) if as_of else None, interpolation)
+        return compute_report(load_snapshot(db), parse_instant(as_of) if as_of else None, interpolation).to_csv()
     finally:
         db.close()
-    lines = report.to_csv().splitlines()
+
+
+def report_rows(db_path: Path, as_of: str | None = None, interpolation: str = "previous") -> dict[str, list[str]]:
+    """The report over a database, as {store_id: [six figures as written]}."""
+    lines = report_csv(db_path, as_of, interpolation).splitlines()
     return {line.split(",")[0]: line.split(",")[1:] for line in lines[1:]}
 
 

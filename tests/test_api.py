@@ -6,12 +6,11 @@ import time
 import uuid
 
 import pytest
+from conftest import report_csv
 from webtest import TestApp
 
 from storemon.db import open_db
-from storemon.engine import compute_report
 from storemon.generate import generate
-from storemon.parse import parse_instant
 from storemon.service import Service, ServiceConfig
 
 
@@ -36,16 +35,6 @@ def app(service):
     return TestApp(service.app)
 
 
-def expected_csv(db_path, as_of=None, interpolation="previous"):
-    from storemon.snapshot import load_snapshot
-
-    db = open_db(db_path)
-    try:
-        return compute_report(load_snapshot(db), parse_instant(as_of) if as_of else None, interpolation).to_csv()
-    finally:
-        db.close()
-
-
 def wait_complete(app, report_id, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,7 +52,7 @@ def test_trigger_then_get_complete_report(app, service):
     assert uuid.UUID(response.json["report_id"]).version == 4
     done = wait_complete(app, response.json["report_id"])
     assert done.status_int == 200 and done.json["status"] == "Complete"
-    assert done.json["data"] == expected_csv(service.config.db_path)
+    assert done.json["data"] == report_csv(service.config.db_path)
 
 
 def test_get_report_with_json_body_on_get(app, service):
@@ -78,7 +67,7 @@ def test_parameters_as_of_and_interpolation(app, service):
     as_of = "2023-01-24 12:00:00 UTC"
     report_id = app.get("/trigger_report", params={"as_of": as_of, "interpolation": "nearest"}).json["report_id"]
     done = wait_complete(app, report_id)
-    assert done.json["data"] == expected_csv(service.config.db_path, as_of, "nearest")
+    assert done.json["data"] == report_csv(service.config.db_path, as_of, "nearest")
     listed = app.get("/reports").json["reports"]
     mine = next(r for r in listed if r["id"] == report_id)
     assert mine["as_of"] == "2023-01-24T12:00:00.000000Z" and mine["interpolation"] == "nearest"
@@ -92,7 +81,7 @@ def test_csv_download_by_format_and_accept(app, service):
                      app.get("/get_report", params={"report_id": report_id}, headers={"Accept": "text/csv"})):
         assert response.content_type == "text/csv"
         assert response.headers["Content-Disposition"] == f"attachment; filename=report-{report_id}.csv"
-        assert response.text == expected_csv(service.config.db_path)
+        assert response.text == report_csv(service.config.db_path)
 
 
 def test_queued_report_is_running_with_progress(sample, tmp_path):
@@ -110,7 +99,7 @@ def test_report_triggered_before_start_up_ingest_runs_after_it(sample, tmp_path)
     svc.start()
     try:
         done = wait_complete(app, report_id)
-        assert done.json["data"] == expected_csv(tmp_path / "early.db")
+        assert done.json["data"] == report_csv(tmp_path / "early.db")
         assert done.json["data"].count("\n") == 41
     finally:
         svc.stop()

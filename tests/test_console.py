@@ -9,17 +9,15 @@ import time
 import urllib.request
 
 import pytest
+from conftest import report_csv
 
 from storemon.console.app import StoremonApp
 from storemon.console.help_screen import HelpScreen
 from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.stores_table import StoresTable
-from storemon.db import open_db
-from storemon.engine import compute_report
 from storemon.generate import generate
 from storemon.service import Service, ServiceConfig
-from storemon.snapshot import load_snapshot
 
 SIZE = (180, 50)
 
@@ -45,14 +43,6 @@ async def until(pilot, predicate, timeout=30.0):
     raise AssertionError("condition not reached")
 
 
-def expected_report(db_path) -> str:
-    db = open_db(db_path)
-    try:
-        return compute_report(load_snapshot(db)).to_csv()
-    finally:
-        db.close()
-
-
 def test_fills_runs_a_report_and_exports_it(data, tmp_path):
     async def scenario():
         app = make_app(data, tmp_path)
@@ -70,7 +60,7 @@ def test_fills_runs_a_report_and_exports_it(data, tmp_path):
             return exported.read_text(), app.service.config.db_path
 
     text, db_path = asyncio.run(scenario())
-    assert text == expected_report(db_path)
+    assert text == report_csv(db_path)
 
 
 def test_filter_sort_and_help(data, tmp_path):
@@ -147,3 +137,19 @@ def test_starts_when_the_port_is_taken(data, tmp_path):
 
         header = asyncio.run(scenario())
     assert "not running" in header and "address already in use" in header
+
+
+def test_q_quits_and_stops_the_service(data, tmp_path):
+    async def scenario():
+        app = make_app(data, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.query_one(StoresTable).row_count == 30)
+            address = app.service.api_address
+            await pilot.press("q")
+            await pilot.pause()
+            return app, address
+
+    app, address = asyncio.run(scenario())
+    assert app.return_code == 0 and not app.service.started
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{address}/health", timeout=2)

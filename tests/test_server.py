@@ -15,13 +15,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import report_csv
 
 from storemon.db import open_db
-from storemon.engine import compute_report
 from storemon.generate import generate
-from storemon.parse import parse_instant
 from storemon.service import Service, ServiceConfig
-from storemon.snapshot import load_snapshot
 
 
 def free_port() -> int:
@@ -41,14 +39,6 @@ def call(url, body=None, method="GET", headers=None, timeout=30):
     except urllib.error.HTTPError as exc:
         status, payload, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
     return status, json.loads(payload) if "json" in ctype else payload.decode()
-
-
-def expected_csv(db_path, as_of=None, interpolation="previous"):
-    db = open_db(db_path)
-    try:
-        return compute_report(load_snapshot(db), parse_instant(as_of) if as_of else None, interpolation).to_csv()
-    finally:
-        db.close()
 
 
 def wait_ready(base, process=None, timeout=60):
@@ -108,11 +98,11 @@ def test_documented_curl_exchange_and_sigterm(sample, tmp_path):
         assert status == 200 and body["status"] == "success"
         status, body = wait_report(base, body["report_id"])
         assert status == 200 and body["status"] == "Complete"
-        assert body["data"] == expected_csv(tmp_path / "s.db")
+        assert body["data"] == report_csv(tmp_path / "s.db")
         report_id = call(f"{base}/trigger_report")[1]["report_id"]
         wait_report(base, report_id)
         status, text = call(f"{base}/get_report?format=csv&report_id={report_id}")
-        assert status == 200 and text == expected_csv(tmp_path / "s.db")
+        assert status == 200 and text == report_csv(tmp_path / "s.db")
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
@@ -158,7 +148,7 @@ def test_forty_clients_poll_while_reports_run(larger, tmp_path):
         assert statuses and all(s < 500 for s in statuses)
         for p, (status, body) in zip(params, results):
             assert status == 200
-            assert body["data"] == expected_csv(tmp_path / "c.db", p.get("as_of"), p.get("interpolation", "previous"))
+            assert body["data"] == report_csv(tmp_path / "c.db", p.get("as_of"), p.get("interpolation", "previous"))
     finally:
         service.stop()
 
@@ -183,7 +173,7 @@ def test_kill_9_mid_queue_then_restart_completes_every_report(larger, tmp_path):
         for index, report_id in enumerate(ids):
             status, body = wait_report(base, report_id)
             assert status == 200
-            assert body["data"] == expected_csv(db, None, ("previous", "nearest")[index % 2])
+            assert body["data"] == report_csv(db, None, ("previous", "nearest")[index % 2])
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
