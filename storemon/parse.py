@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 US_PER_SECOND = 1_000_000
-US_PER_DAY = 86_400 * US_PER_SECOND
 
 _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(UTC|Z|[+-]\d{2}(:?\d{2})?)?$"
 _TIME_OF_DAY = r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$"
