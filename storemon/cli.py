@@ -192,6 +192,7 @@ def _service_config(args: argparse.Namespace):
         raise CommandError("--workers must be at least 1")
     if args.refresh_interval <= 0:
         raise CommandError("--refresh-interval must be a positive number of seconds")
+    _open_db(args.db).close()  # a database that cannot be opened is a one-line error, before anything starts
     return ServiceConfig(Path(args.data_dir), Path(args.db), args.host, args.port, args.workers,
                          args.refresh_interval)
 

@@ -97,3 +97,13 @@ def test_unwritable_output_is_one_line(tmp_path):
     storemon("ingest", "--data-dir", str(data), "--db", str(db))
     assert_one_line_error(storemon("report", "--db", str(db), "-o", str(tmp_path / "no" / "dir" / "r.csv")),
                           "cannot write")
+
+
+def test_serve_with_an_unusable_database_is_one_line(tmp_path):
+    data = tmp_path / "data"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active")])
+    (tmp_path / "bad.db").write_text("not a database")
+    for db in (tmp_path / "missing-dir" / "s.db", tmp_path / "bad.db"):
+        result = storemon("serve", "--data-dir", str(data), "--db", str(db), "--port", "0",
+                          "--log-file", str(tmp_path / "s.log"))
+        assert_one_line_error(result, "cannot open database")
