@@ -181,6 +181,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS["bench"] = cmd_bench
 
 
+def _log_to(path: str) -> Path:
+    from storemon.logs import log_to_file
+
+    try:
+        return log_to_file(path)
+    except OSError as exc:
+        raise CommandError(f"cannot write the log file {path}: {exc.strerror or exc}") from None
+
+
 def _service_config(args: argparse.Namespace):
     from storemon.service import ServiceConfig
 
@@ -201,12 +210,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from storemon.logs import log_to_file
     from storemon.server import PortUnavailable
     from storemon.service import Service
 
     config = _service_config(args)
-    log_path = log_to_file(args.log_file)
+    log_path = _log_to(args.log_file)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -231,11 +239,10 @@ COMMANDS["serve"] = cmd_serve
 
 def cmd_console(args: argparse.Namespace) -> int:
     from storemon.console.app import StoremonApp
-    from storemon.logs import log_to_file
     from storemon.service import Service
 
     config = _service_config(args)
-    log_path = log_to_file(args.log_file)
+    log_path = _log_to(args.log_file)
     app = StoremonApp(Service(config), export_dir=Path(args.export_dir), log_path=log_path)
     app.run()
     return 0

@@ -107,3 +107,12 @@ def test_serve_with_an_unusable_database_is_one_line(tmp_path):
         result = storemon("serve", "--data-dir", str(data), "--db", str(db), "--port", "0",
                           "--log-file", str(tmp_path / "s.log"))
         assert_one_line_error(result, "cannot open database")
+
+
+def test_serve_with_an_unwritable_log_file_is_one_line(tmp_path):
+    data = tmp_path / "data"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active")])
+    (tmp_path / "file").write_text("")
+    result = storemon("serve", "--data-dir", str(data), "--db", str(tmp_path / "s.db"), "--port", "0",
+                      "--log-file", str(tmp_path / "file" / "s.log"))
+    assert_one_line_error(result, "cannot write the log file")
