@@ -57,6 +57,8 @@ def check_parameters(as_of: object, interpolation: object) -> tuple[str | None, 
         as_of = None
     if interpolation is None or interpolation == "":
         interpolation = "previous"
+    if isinstance(interpolation, str):
+        interpolation = interpolation.strip().lower()
     if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
         raise BadParameter(f"interpolation: must be one of {', '.join(INTERPOLATIONS)}, not {interpolation!r}")
     return as_of, interpolation

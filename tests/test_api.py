@@ -65,7 +65,7 @@ def test_get_report_with_json_body_on_get(app, service):
 
 def test_parameters_as_of_and_interpolation(app, service):
     as_of = "2023-01-24 12:00:00 UTC"
-    report_id = app.get("/trigger_report", params={"as_of": as_of, "interpolation": "nearest"}).json["report_id"]
+    report_id = app.get("/trigger_report", params={"as_of": as_of, "interpolation": "Nearest"}).json["report_id"]
     done = wait_complete(app, report_id)
     assert done.json["data"] == report_csv(service.config.db_path, as_of, "nearest")
     listed = app.get("/reports").json["reports"]
