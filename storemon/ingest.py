@@ -169,8 +169,12 @@ PARSERS = {POLLS: _parse_polls, HOURS: _parse_hours, ZONES: _parse_zones}
 
 def _read_sources(data_dir: Path, states: dict) -> _Loaded:
     loaded = _Loaded()
-    for path in sources.poll_files(data_dir):
-        values = _read_file(path, POLLS, states, loaded)
+    poll_paths = sources.poll_files(data_dir)
+    # A rewritten poll file is read again in full, and so are the others, so that for an instant in several
+    # files the file read last still wins, as in a load from scratch.
+    reread_all = any(_rewritten(path, states.get(path.name)) for path in poll_paths)
+    for path in poll_paths:
+        values = _read_file(path, POLLS, states, loaded, whole=reread_all)
         if values is not None:
             loaded.poll_ids.append(values["store_id"])
             loaded.poll_ts.append(values["ts"])
@@ -192,8 +196,18 @@ def _read_sources(data_dir: Path, states: dict) -> _Loaded:
     return loaded
 
 
-def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded) -> dict[str, np.ndarray] | None:
-    """Read and parse what is new in one file: its good rows' values, or None if nothing is new or it failed.
+def _rewritten(path: Path, state: dict | None) -> bool:
+    """Whether a file read before has changed other than by growing."""
+    try:
+        return state is not None and _plan_read(path, state)[1] == "read"
+    except SourceError:
+        return False
+
+
+def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded, whole: bool = False
+               ) -> dict[str, np.ndarray] | None:
+    """Read and parse what is new in one file (all of it if `whole`): its good rows' values, or None if nothing
+    is new or it failed.
 
     A last line without a newline that does not parse is taken as still being written: a poll file leaves it
     for the next read; a business-hours or zone file (replaced whole) is not used at all this time.
@@ -202,9 +216,9 @@ def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded) -> dict[str
     loaded.files.append(result)
     try:
         stat, action, read_args = _plan_read(path, states.get(path.name))
-        if action == "unchanged":
+        if action == "unchanged" and not whole:
             return None
-        if kind != POLLS:  # replaced whole, never appended to
+        if kind != POLLS or whole:  # hours and zones are replaced whole, never appended to
             action, read_args = "read", {}
         chunk = sources.read_chunk(path, kind, **read_args)
         values, reasons = PARSERS[kind](chunk.rows)
