@@ -116,3 +116,11 @@ def test_serve_with_an_unwritable_log_file_is_one_line(tmp_path):
     result = storemon("serve", "--data-dir", str(data), "--db", str(tmp_path / "s.db"), "--port", "0",
                       "--log-file", str(tmp_path / "file" / "s.log"))
     assert_one_line_error(result, "cannot write the log file")
+
+
+def test_serve_with_a_bad_port_or_host_is_one_line(tmp_path):
+    data = tmp_path / "data"
+    write_data(data, polls=[("S", "2023-01-23 15:14:00", "active")])
+    common = ["serve", "--data-dir", str(data), "--db", str(tmp_path / "s.db"), "--log-file", str(tmp_path / "s.log")]
+    assert_one_line_error(storemon(*common, "--port", "70000"), "--port")
+    assert_one_line_error(storemon(*common, "--host", "999.1.1.1", "--port", "0"), "cannot listen on 999.1.1.1")
