@@ -38,6 +38,7 @@ SUMMARY_COLUMNS = (
     "id, status, progress, requested_as_of, interpolation, as_of, data_version, created, started, finished, "
     "row_count, error"
 )
+SUMMARY_NAMES = tuple(name.strip() for name in SUMMARY_COLUMNS.split(","))
 
 
 class BadParameter(ValueError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from storemon.api import build_app
 from storemon.db import get_meta, open_db
 from storemon.ingest import mark_interrupted_runs
-from storemon.jobs import SUMMARY_COLUMNS, ReportJobs
+from storemon.jobs import SUMMARY_COLUMNS, SUMMARY_NAMES, ReportJobs
 from storemon.parse import format_instant
 from storemon.refresh import Refresher
 from storemon.server import ApiServer, PortUnavailable
@@ -138,18 +138,17 @@ class Service:
         row = self.db().execute(f"SELECT {SUMMARY_COLUMNS} FROM reports WHERE id = ?", [report_id]).fetchone()
         if row is None:
             return None
-        return dict(zip([c.strip() for c in SUMMARY_COLUMNS.split(",")], row))
+        return dict(zip(SUMMARY_NAMES, row))
 
     def report_csv(self, report_id: str) -> str | None:
         row = self.db().execute("SELECT csv FROM reports WHERE id = ?", [report_id]).fetchone()
         return None if row is None else row[0]
 
     def recent_reports(self, limit: int = 50) -> list[dict]:
-        names = [c.strip() for c in SUMMARY_COLUMNS.split(",")]
         rows = self.db().execute(
             f"SELECT {SUMMARY_COLUMNS} FROM reports ORDER BY created DESC, rowid DESC LIMIT ?", [limit]
         ).fetchall()
-        return [dict(zip(names, row)) for row in rows]
+        return [dict(zip(SUMMARY_NAMES, row)) for row in rows]
 
     def recent_refreshes(self, limit: int = 20) -> list[dict]:
         rows = self.db().execute(
@@ -162,6 +161,15 @@ class Service:
             for r in rows
         ]
 
+    def last_refresh(self) -> dict | None:
+        """The latest refresh as `recent_refreshes` gives it, or one that failed before it could be recorded."""
+        pending = self.refresher.last_result
+        if pending is not None and pending["run_id"] is None:
+            return {"id": None, "started": pending["started"], "finished": pending["finished"], "status": "failed",
+                    "data_version": None, "files": [], "error": pending["errors"][0]}
+        last = self.recent_refreshes(1)
+        return last[0] if last else None
+
     def refresh_now(self, wait_seconds: float = 0.0) -> dict | None:
         return self.refresher.refresh_now(wait_seconds)
 
@@ -173,15 +181,10 @@ class Service:
             version = get_meta(db, "data_version", 0)
             queued = dict(db.execute("SELECT status, COUNT(*) FROM reports WHERE status IN ('Queued', 'Running') "
                                      "GROUP BY status").fetchall())
-            last = self.recent_refreshes(1)
+            last_refresh = self.last_refresh()
         except Exception as exc:
             log.exception("health check: database unreachable")
             return {"status": "error", "database": f"unreachable: {exc}"}
-        last_refresh = last[0] if last else None
-        pending = self.refresher.last_result
-        if pending is not None and pending["run_id"] is None:  # failed before it could be recorded
-            last_refresh = {"id": None, "started": pending["started"], "finished": pending["finished"],
-                            "status": "failed", "data_version": None, "files": [], "error": pending["errors"][0]}
         failing = [f"{f['name']}: {f['error']}" for f in (last_refresh or {}).get("files", []) if f.get("error")]
         if last_refresh and last_refresh["error"] and not failing:
             failing = [last_refresh["error"]]

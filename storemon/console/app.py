@@ -204,11 +204,7 @@ class StoremonApp(App):
             self.update_reports()
 
     def update_status(self) -> None:
-        refreshes = self.service.recent_refreshes(1)
-        pending = self.service.refresher.last_result
-        refresh = refreshes[0] if refreshes else None
-        if pending is not None and pending.get("run_id") is None:
-            refresh = {"status": "failed", "finished": pending["finished"], "error": pending["errors"][0]}
+        refresh = self.service.last_refresh()
         api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
         self.query_one(StatusBar).show(as_of=self.as_of, refresh=refresh, next_refresh=self.service.refresher.next_run,
                                        api=api)
