@@ -78,9 +78,7 @@ def build_app(backend: Backend) -> bottle.Bottle:
             try:
                 return handler(*args, **kwargs)
             except RequestError as exc:
-                error_status = "error" if exc.status != 404 else "No such report Id!"
-                body = {"status": error_status} if exc.status == 404 else {"status": error_status, "error": str(exc)}
-                return json_response(body, exc.status)
+                return json_response({"status": "error", "error": str(exc)}, exc.status)
 
         return wrapped
 
@@ -105,7 +103,7 @@ def build_app(backend: Backend) -> bottle.Bottle:
             raise RequestError(400, "report_id must be a string")
         status = backend.report_status(report_id)
         if status is None:
-            raise RequestError(404, "no such report")
+            return json_response({"status": "No such report Id!"}, 404)
         if status["status"] == FAILED:
             return json_response({"status": "Failed", "error": status["error"] or "the report failed"}, 500)
         if status["status"] != COMPLETE:
