@@ -7,18 +7,21 @@ CREATE TABLE IF NOT EXISTS stores (
     store_id TEXT NOT NULL UNIQUE
 );
 
--- Status polls, one row per store: its poll instants (int64 little-endian, microseconds, sorted, unique)
--- and their statuses (one byte each, 1 = active). A report reads every store's series in one pass.
-CREATE TABLE IF NOT EXISTS poll_series (
-    store INTEGER PRIMARY KEY REFERENCES stores(id),
+-- Status polls in time partitions: one row per (UTC day, store) holding that day's poll instants (int64
+-- little-endian microseconds, sorted, unique) and statuses (one byte each, 1 = active), with the day's last poll.
+-- A report reads the days its windows cover plus each store's last poll before them (via poll_days_store).
+-- The table and its encoding belong to storemon/polls.py.
+CREATE TABLE IF NOT EXISTS poll_days (
+    day INTEGER NOT NULL,
+    store INTEGER NOT NULL REFERENCES stores(id),
     polls INTEGER NOT NULL,
-    first_ts INTEGER NOT NULL,
     last_ts INTEGER NOT NULL,
     last_active INTEGER NOT NULL,
     ts BLOB NOT NULL,
-    active BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS poll_series_last_ts ON poll_series(last_ts);
+    active BLOB NOT NULL,
+    PRIMARY KEY (day, store)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS poll_days_store ON poll_days(store, day);
 
 -- Business hours as the file says them, local time of day in microseconds (end may be 86400000000 for 24:00).
 CREATE TABLE IF NOT EXISTS business_hours (
@@ -58,7 +61,8 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     error TEXT
 );
 
--- Key/value facts about the data: data_version (bumped by every ingest that changed something), max_poll_ts.
+-- Key/value facts: schema_version (see storemon/db.py), data_version (bumped by every ingest that changed
+-- something), max_poll_ts, poll_count, polled_stores, retained_from (polls before it were pruned).
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value

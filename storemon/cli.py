@@ -37,6 +37,23 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh-interval", type=float, default=3600.0, metavar="SECONDS",
                         help="seconds between data refreshes (default: 3600)")
     parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
+    _add_retain_days(parser)
+
+
+def _check_retain_days(days: int) -> None:
+    from storemon.ingest import MIN_RETAIN_DAYS
+
+    if days < 0 or 0 < days < MIN_RETAIN_DAYS:
+        raise CommandError(f"--retain-days must be 0 (keep everything) or at least {MIN_RETAIN_DAYS} (a report "
+                           "needs a week and the day it starts in)")
+
+
+def _add_retain_days(parser: argparse.ArgumentParser) -> None:
+    from storemon.ingest import DEFAULT_RETAIN_DAYS
+
+    parser.add_argument("--retain-days", type=int, default=DEFAULT_RETAIN_DAYS, metavar="N",
+                        help="keep the polls of the last N days before the newest poll; 0 keeps everything "
+                             f"(default: {DEFAULT_RETAIN_DAYS})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(ingest)
     ingest.add_argument("--history", type=int, nargs="?", const=10, metavar="N",
                         help="show the last N ingests and refreshes (default 10) instead of ingesting")
+    _add_retain_days(ingest)
 
     report = commands.add_parser("report", help="write the uptime/downtime report as CSV")
     _add_db(report)
@@ -108,8 +126,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise CommandError(f"data directory not found: {data_dir}")
+    _check_retain_days(args.retain_days)
     db = _open_db(args.db)
-    result = ingest(db, data_dir, strict=True)
+    result = ingest(db, data_dir, strict=True, retain_days=args.retain_days)
     print(ingest_summary(result))
     if not result.ok:
         print(f"storemon: error: {'; '.join(result.errors)}; the database is unchanged", file=sys.stderr)
@@ -118,9 +137,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from storemon.engine import compute_report
+    from storemon.compute import report_from_db
     from storemon.parse import parse_instant
-    from storemon.snapshot import load_snapshot
+    from storemon.snapshot import BeforeRetainedData
 
     as_of = None
     if args.as_of is not None:
@@ -131,7 +150,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         raise CommandError(f"database not found: {args.db} (run `storemon ingest` first)")
     db = _open_db(args.db)
-    report = compute_report(load_snapshot(db), as_of, args.interpolation)
+    try:
+        report, _ = report_from_db(db, as_of, args.interpolation)
+    except BeforeRetainedData as exc:
+        raise CommandError(str(exc)) from None
     text = report.to_csv()
     if args.output:
         try:
@@ -160,11 +182,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _open_db(path: str):
     import sqlite3
 
-    from storemon.db import open_db
+    from storemon.db import SchemaError, open_db
 
     try:
         return open_db(path)
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, SchemaError) as exc:
         raise CommandError(f"cannot open database {path}: {exc}") from None
 
 
@@ -201,9 +223,10 @@ def _service_config(args: argparse.Namespace):
         raise CommandError("--workers must be at least 1")
     if args.refresh_interval <= 0:
         raise CommandError("--refresh-interval must be a positive number of seconds")
+    _check_retain_days(args.retain_days)
     _open_db(args.db).close()  # a database that cannot be opened is a one-line error, before anything starts
     return ServiceConfig(Path(args.data_dir), Path(args.db), args.host, args.port, args.workers,
-                         args.refresh_interval)
+                         args.refresh_interval, retain_days=args.retain_days)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""Opening the SQLite database: one connection per thread, WAL mode, the schema applied idempotently."""
+"""Opening the SQLite database: one connection per thread, WAL mode, the schema applied and upgraded on open.
+
+The schema's version is `schema_version` in `meta`. A database of an older version is upgraded on open by the
+steps in `MIGRATIONS` (each in one transaction); one of a newer version than this storemon knows is refused.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,11 @@ import numpy as np
 import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
+SCHEMA_VERSION = 2
+
+
+class SchemaError(Exception):
+    """The database cannot be used by this storemon; the message says how to rebuild it."""
 
 
 def schema_sql() -> str:
@@ -21,16 +30,124 @@ def schema_sql() -> str:
 
 
 def open_db(path: str | Path, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
-    """Open (creating if needed) the storemon database at `path`, in WAL mode, with the schema applied.
+    """Open (creating if needed) the storemon database at `path`, in WAL mode, with the current schema.
 
-    Each thread must open its own connection.
+    Each thread must open its own connection. Raises SchemaError for a database this storemon cannot read.
     """
-    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False, isolation_level=None)
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    db.enable_wal()
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(schema_sql())
+    try:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=wal")
+        db.execute("PRAGMA synchronous=NORMAL")
+        _upgrade(db)
+    except BaseException:
+        conn.close()
+        raise
     return db
+
+
+def _upgrade(db: sqlite_utils.Database) -> None:
+    """Bring the database to SCHEMA_VERSION (creating it if empty), or refuse it."""
+    version = _version(db)
+    if version == SCHEMA_VERSION:
+        return
+    if version is not None and version > SCHEMA_VERSION:
+        raise SchemaError(f"the database has schema version {version}, newer than this storemon's "
+                          f"({SCHEMA_VERSION}): upgrade storemon, or ingest into a new database file")
+    with write_transaction(db):
+        version = _version(db)
+        if version == SCHEMA_VERSION:
+            return
+        legacy = version is None and "poll_series" in db.table_names()
+        _apply_schema(db)
+        if legacy:
+            _from_poll_series(db)
+        set_meta(db, "schema_version", SCHEMA_VERSION)
+
+
+def _apply_schema(db: sqlite_utils.Database) -> None:
+    """Run each statement of schema.sql (all are idempotent) inside the caller's transaction."""
+    for statement in sqlite3_statements(schema_sql()):
+        db.execute(statement)
+
+
+def sqlite3_statements(script: str) -> list[str]:
+    """Split a script of complete SQL statements."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s]
+
+
+def _version(db: sqlite_utils.Database) -> int | None:
+    if "meta" not in db.table_names():
+        return None
+    value = get_meta(db, "schema_version")
+    return None if value is None else int(value)
+
+
+def _from_poll_series(db: sqlite_utils.Database) -> None:
+    """Version 1 kept each store's whole history in one `poll_series` row: split it into day partitions."""
+    from storemon import polls
+
+    last = -1
+    while True:
+        rows = db.execute("SELECT store, polls, ts, active FROM poll_series WHERE store > ? ORDER BY store LIMIT 2000",
+                          [last]).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        store = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows])
+        ts = np.frombuffer(b"".join(r[2] for r in rows), dtype="<i8").astype(np.int64)
+        active = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.uint8).astype(bool)
+        day = polls.day_of(ts)
+        for one_day in np.unique(day).tolist():
+            chosen = day == one_day
+            polls.merge_day(db, one_day, store[chosen], ts[chosen], active[chosen],
+                            np.arange(int(chosen.sum()), dtype=np.int64))
+    db.execute("DROP TABLE poll_series")
+    stores, count = polls.counts(db)
+    set_meta(db, "poll_count", count)
+    set_meta(db, "polled_stores", stores)
+
+
+class write_transaction:  # noqa: N801 - used as a context manager, like a function
+    """`BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK` on an exception): the write lock is taken up front, waiting
+    for other writers within the busy timeout, so the transaction never fails half-way to upgrade its lock."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite_utils.Database:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.conn.in_transaction:
+            self.db.execute("ROLLBACK")
+
+
+class read_transaction:  # noqa: N801 - used as a context manager, like a function
+    """`BEGIN` ... `COMMIT`: every read inside sees one snapshot of the database."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite_utils.Database:
+        self.db.execute("BEGIN")
+        return self.db
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self.db.conn.in_transaction:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
 def get_meta(db: sqlite_utils.Database, key: str, default: object = None) -> object:
@@ -42,23 +159,3 @@ def get_meta(db: sqlite_utils.Database, key: str, default: object = None) -> obj
 def set_meta(db: sqlite_utils.Database, key: str, value: object) -> None:
     """Set a value of the `meta` table (inside the caller's transaction, if any)."""
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
-
-
-def read_series(db: sqlite_utils.Database, stores: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """Stored polls as (store key, microseconds, active) arrays sorted by store and time; all or some stores."""
-    wanted = None if stores is None else set(stores.tolist())
-    key_parts, ts_blobs, active_blobs = [], [], []
-    for store, count, ts_blob, active_blob in db.execute("SELECT store, polls, ts, active FROM poll_series "
-                                                         "ORDER BY store"):
-        if wanted is not None and store not in wanted:
-            continue
-        key_parts.append((store, count))
-        ts_blobs.append(ts_blob)
-        active_blobs.append(active_blob)
-    if not key_parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
-    store_keys_arr = np.array([k for k, _ in key_parts], dtype=np.int64)
-    counts = np.array([c for _, c in key_parts], dtype=np.int64)
-    ts = np.frombuffer(b"".join(ts_blobs), dtype="<i8").astype(np.int64)
-    active = np.frombuffer(b"".join(active_blobs), dtype=np.uint8).copy()
-    return np.repeat(store_keys_arr, counts), ts, active

@@ -47,11 +47,18 @@ class Report:
     hundredths: np.ndarray
 
     def to_csv(self) -> str:
-        """The report as SPEC section 5's CSV text."""
+        """The report as SPEC section 5's CSV text (RFC 4180: an id with a comma or a quote is quoted)."""
         lines = [HEADER]
         for store_id, row in zip(self.store_ids, self.hundredths.tolist()):
-            lines.append(store_id + "," + ",".join(f"{v // 100}.{v % 100:02d}" for v in row))
+            lines.append(csv_field(store_id) + "," + ",".join(f"{v // 100}.{v % 100:02d}" for v in row))
         return "\n".join(lines) + "\n"
+
+
+def csv_field(text: str) -> str:
+    """A CSV field as RFC 4180 writes it: quoted (quotes doubled) when it holds a comma, a quote or a line break."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def compute_report(

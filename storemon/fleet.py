@@ -11,8 +11,10 @@ from datetime import datetime
 import numpy as np
 import sqlite_utils
 
-from storemon import hours
+from storemon import hours, polls
+from storemon.db import read_transaction
 from storemon.engine import WINDOWS_US, StatusIntegral
+from storemon.snapshot import data_state
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -73,17 +75,16 @@ def report_row(db: sqlite_utils.Database, store_id: str) -> list[str] | None:
 
 def load_fleet(db: sqlite_utils.Database) -> Fleet:
     """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report."""
-    with db.atomic():
-        series = np.array(db.execute("SELECT store, last_ts, last_active FROM poll_series ORDER BY store").fetchall(),
-                          dtype=np.int64).reshape(-1, 3)
+    with read_transaction(db):
+        last = polls.latest(db)
         store_ids = dict(db.execute("SELECT id, store_id FROM stores").fetchall())
         zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
         hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
                               dtype=np.int64).reshape(-1, 4)
         report_id, figures = latest_report(db)
-    if len(series) == 0:
+    if len(last) == 0:
         return Fleet(None, [], report_id)
-    keys, last_ts, last_active = series[:, 0], series[:, 1], series[:, 2].astype(bool)
+    keys, last_ts, last_active = last.store, last.ts, last.active
     as_of = int(last_ts.max())
     open_store, begin, end = hours.open_intervals(
         keys, hours_rows[:, 0], hours_rows[:, 1], hours_rows[:, 2], hours_rows[:, 3], zones, as_of, as_of + 1
@@ -143,21 +144,21 @@ def hours_lines(rows: list[tuple[int, int, int]]) -> list[str]:
 def store_detail(db: sqlite_utils.Database, store_id: str, cells_day: int = 48, cells_week: int = 56
                  ) -> StoreDetail | None:
     """The detail of one store at the data's as_of, or None if it has no polls."""
-    with db.atomic():
+    with read_transaction(db):
         key_row = db.execute("SELECT id FROM stores WHERE store_id = ?", [store_id]).fetchone()
         if key_row is None:
             return None
         key = key_row[0]
-        series = db.execute("SELECT ts, active FROM poll_series WHERE store = ?", [key]).fetchone()
-        as_of = db.execute("SELECT MAX(last_ts) FROM poll_series").fetchone()[0]
+        as_of = data_state(db).max_poll_ts
+        series = None if as_of is None else polls.store_polls(
+            db, key, int(polls.day_of(as_of - WINDOWS_US[-1])), int(polls.day_of(as_of)))
         zone_row = db.execute("SELECT timezone_str FROM zones WHERE store = ?", [key]).fetchone()
         rows = db.execute("SELECT day, start_us, end_us FROM business_hours WHERE store = ?", [key]).fetchall()
         figures = report_row(db, store_id)
-    if series is None:
+    if series is None or not len(series):
         return None
     zone_name = zone_row[0] if zone_row else None
-    ts = np.frombuffer(series[0], dtype="<i8").astype(np.int64)
-    active = np.frombuffer(series[1], dtype=np.uint8).astype(bool)
+    ts, active = series.ts, series.active
     seen = ts <= as_of
     status = StatusIntegral(np.zeros(int(seen.sum()), dtype=np.int64), ts[seen], active[seen], as_of, "previous")
     hours_arr = np.array(rows, dtype=np.int64).reshape(-1, 3)

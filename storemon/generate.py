@@ -8,6 +8,7 @@ US zones and stores without a zone row. Deterministic for a seed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,32 +65,36 @@ def polls(rng: np.random.Generator, ids: list[str], days: int) -> pd.DataFrame:
     })
 
 
-def menu_hours(rng: np.random.Generator, ids: list[str]) -> pd.DataFrame:
+def menu_hours(rng: np.random.Generator, ids: list[str]) -> Iterator[tuple]:
     """Business hours: 24x7 stores get no rows; others 1-3 segments a day, some days missing, some overnight."""
-    rows = []
     for store_id in ids:
-        kind = rng.random()
-        if kind < 0.15:
-            continue  # open 24x7: no rows
-        days = [d for d in range(7) if not (kind > 0.85 and rng.random() < 0.3)]
-        for day in days:
-            pattern = rng.random()
-            if pattern < 0.1:
-                rows.append((store_id, day, "00:00:00", "23:59:59"))
-            elif pattern < 0.2:
-                rows.append((store_id, day, "17:00:00", "02:00:00"))
-            elif pattern < 0.3:
-                rows.append((store_id, day, "10:00:00", "23:59:00"))
-            else:
-                opens = int(rng.integers(6, 12))
-                for _ in range(int(rng.integers(1, 4))):
-                    closes = min(opens + int(rng.integers(2, 7)), 23)
-                    rows.append((store_id, day, f"{opens:02d}:{int(rng.integers(0, 4)) * 15:02d}:00",
-                                 f"{closes:02d}:00:00"))
-                    opens = closes + 1
-                    if opens >= 23:
-                        break
-    return pd.DataFrame(rows, columns=["store_id", "dayOfWeek", "start_time_local", "end_time_local"])
+        yield from _store_hours(rng, store_id)
+
+
+def _store_hours(rng: np.random.Generator, store_id: str) -> list[tuple]:
+    rows: list[tuple] = []
+    kind = rng.random()
+    if kind < 0.15:
+        return rows  # open 24x7: no rows
+    days = [d for d in range(7) if not (kind > 0.85 and rng.random() < 0.3)]
+    for day in days:
+        pattern = rng.random()
+        if pattern < 0.1:
+            rows.append((store_id, day, "00:00:00", "23:59:59"))
+        elif pattern < 0.2:
+            rows.append((store_id, day, "17:00:00", "02:00:00"))
+        elif pattern < 0.3:
+            rows.append((store_id, day, "10:00:00", "23:59:00"))
+        else:
+            opens = int(rng.integers(6, 12))
+            for _ in range(int(rng.integers(1, 4))):
+                closes = min(opens + int(rng.integers(2, 7)), 23)
+                rows.append((store_id, day, f"{opens:02d}:{int(rng.integers(0, 4)) * 15:02d}:00",
+                             f"{closes:02d}:00:00"))
+                opens = closes + 1
+                if opens >= 23:
+                    break
+    return rows
 
 
 def timezones(rng: np.random.Generator, ids: list[str]) -> pd.DataFrame:
@@ -100,16 +105,43 @@ def timezones(rng: np.random.Generator, ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"store_id": listed, "timezone_str": zones})
 
 
-def generate(out: Path, *, stores: int = 200, days: int = 8, seed: int = 1) -> dict[str, int]:
-    """Write store_status.csv, menu_hours.csv and timezones.csv to `out`; returns the row count of each."""
+POLL_BATCH_STORES = 4_000
+HOURS_BATCH_ROWS = 100_000
+HOURS_COLUMNS = ["store_id", "dayOfWeek", "start_time_local", "end_time_local"]
+
+
+def generate(out: Path, *, stores: int = 200, days: int = 8, seed: int = 1,
+             progress: Callable[[str, float], None] | None = None) -> dict[str, int]:
+    """Write store_status.csv, menu_hours.csv and timezones.csv to `out`; returns the row count of each.
+
+    Written a batch of stores at a time, so memory does not grow with the fleet. `progress(step, fraction)` is
+    told how far it got.
+    """
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     ids = store_ids(rng, stores)
-    frames = {
-        "store_status.csv": polls(rng, ids, days),
-        "menu_hours.csv": menu_hours(rng, ids),
-        "timezones.csv": timezones(rng, ids),
-    }
-    for name, frame in frames.items():
-        frame.to_csv(out / name, index=False)
-    return {name: len(frame) for name, frame in frames.items()}
+    counts = {"store_status.csv": 0, "menu_hours.csv": 0, "timezones.csv": 0}
+    with (out / "store_status.csv").open("w", newline="") as handle:
+        for start in range(0, stores, POLL_BATCH_STORES):
+            frame = polls(rng, ids[start:start + POLL_BATCH_STORES], days)
+            frame.to_csv(handle, index=False, header=start == 0)
+            counts["store_status.csv"] += len(frame)
+            if progress is not None:
+                progress("polls", min(1.0, (start + POLL_BATCH_STORES) / stores))
+    with (out / "menu_hours.csv").open("w", newline="") as handle:
+        handle.write(",".join(HOURS_COLUMNS) + "\n")
+        batch: list[tuple] = []
+        for row in menu_hours(rng, ids):
+            batch.append(row)
+            if len(batch) >= HOURS_BATCH_ROWS:
+                pd.DataFrame(batch, columns=HOURS_COLUMNS).to_csv(handle, index=False, header=False)
+                counts["menu_hours.csv"] += len(batch)
+                batch = []
+        pd.DataFrame(batch, columns=HOURS_COLUMNS).to_csv(handle, index=False, header=False)
+        counts["menu_hours.csv"] += len(batch)
+    zones = timezones(rng, ids)
+    zones.to_csv(out / "timezones.csv", index=False)
+    counts["timezones.csv"] = len(zones)
+    if progress is not None:
+        progress("hours and zones", 1.0)
+    return counts

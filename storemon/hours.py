@@ -8,6 +8,7 @@ piece, the local interval shifted by that piece's offset: that settles daylight-
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -47,6 +48,12 @@ def zone_pieces(zone: ZoneInfo, lo_us: int, hi_us: int) -> list[tuple[int, int, 
         start = after * US_PER_SECOND
     pieces.append((start, FAR, offsets[-1]))
     return pieces
+
+
+@lru_cache(maxsize=512)
+def _cached_zone_pieces(name: str, lo_us: int, hi_us: int) -> list[tuple[int, int, int]]:
+    """zone_pieces of a zone by name: every batch of a report asks for the same span."""
+    return zone_pieces(ZoneInfo(name), lo_us, hi_us)
 
 
 def local_segments(
@@ -109,12 +116,14 @@ def open_intervals(
     row, local_begin, local_end = local_segments(h_day, h_start, h_end, first_day, last_day)
     seg_store, local_begin, local_end = union_by_store(h_store[row], local_begin, local_end)
 
-    zone_names = [zone_or_default(zones.get(int(s))).key for s in seg_store.tolist()]
-    names, zone_index = np.unique(np.array(zone_names, dtype=object), return_inverse=True) if zone_names else (
-        np.array([], dtype=object), np.zeros(0, dtype=np.int64))
+    segment_stores, store_of_segment = np.unique(seg_store, return_inverse=True)
+    store_zone = np.array([zone_or_default(zones.get(s)).key for s in segment_stores.tolist()], dtype=object)
+    names, zone_of_store = (np.unique(store_zone, return_inverse=True) if len(store_zone)
+                            else (np.array([], dtype=object), np.zeros(0, dtype=np.int64)))
+    zone_index = zone_of_store[store_of_segment] if len(seg_store) else np.zeros(0, dtype=np.int64)
     piece_start, piece_end, piece_offset, piece_first, piece_count = [], [], [], [], []
     for name in names.tolist():
-        pieces = zone_pieces(ZoneInfo(name), lo_us - 3 * US_PER_DAY, hi_us + 3 * US_PER_DAY)
+        pieces = _cached_zone_pieces(name, lo_us - 3 * US_PER_DAY, hi_us + 3 * US_PER_DAY)
         piece_first.append(len(piece_start))
         piece_count.append(len(pieces))
         for p_start, p_end, p_offset in pieces:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import tempfile
 from dataclasses import asdict, astuple, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlite_utils
 
-from storemon import parse, sources
-from storemon.db import get_meta, read_series, set_meta
+from storemon import parse, polls, sources
+from storemon.db import get_meta, set_meta, write_transaction
+from storemon.parse import US_PER_DAY
 from storemon.sources import HOURS, POLLS, ZONES, Chunk, SourceError
 from storemon.zones import DEFAULT_ZONE, lookup_zone
 
@@ -68,38 +73,61 @@ class IngestResult:
 
 
 def now_iso() -> str:
-    """The current UTC time, ISO-8601 with seconds."""
+    """The current UTC time, ISO-8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False) -> IngestResult:
+DEFAULT_RETAIN_DAYS = 90
+MIN_RETAIN_DAYS = 8  # a week's window and the day it starts in: the latest report must stay answerable
+FUTURE_LIMIT_US = US_PER_DAY  # a poll later than the ingest's own time plus this is a bad row
+
+
+def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False,
+           retain_days: int = DEFAULT_RETAIN_DAYS) -> IngestResult:
     """Load the data directory's CSV files into `db` (one transaction), and record the run.
 
-    Files are read and parsed first; the database is written in one short transaction at the end. A file that
-    is missing, unreadable or lacks a required column keeps its old data and is reported. With `strict`, any
-    such file undoes the whole ingest, so that the database is unchanged.
+    Files are read and parsed first, in bounded blocks (polls are set aside by day on disk); the database is then
+    written in one transaction. A file that is missing, unreadable or lacks a required column keeps its old data
+    and is reported. With `strict`, any such file undoes the whole ingest, so that the database is unchanged.
+    Polls older than `retain_days` days before the newest poll are pruned (0 keeps everything).
     """
+    if 0 < retain_days < MIN_RETAIN_DAYS:
+        raise ValueError(f"retain_days must be 0 (keep everything) or at least {MIN_RETAIN_DAYS}")
     data_dir = Path(data_dir)
     started = now_iso()
     run_id = db.execute("INSERT INTO ingest_runs (started, status) VALUES (?, 'running')", [started]).lastrowid
-    states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
-    loaded = _read_sources(data_dir, states)
-    rolled_back = strict and any(f.error for f in loaded.files)
-    version = int(get_meta(db, "data_version", 0) or 0)
-    changed = loaded.changed and not rolled_back
-    if changed:
-        with db.atomic():
-            _write(db, loaded)
-            version = int(get_meta(db, "data_version", 0) or 0) + 1
-            set_meta(db, "data_version", version)
+    try:
+        with tempfile.TemporaryDirectory(prefix="storemon-ingest-") as spill_dir:
+            loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db))
+            states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
+            _read_sources(data_dir, states, loaded)
+            rolled_back = strict and any(f.error for f in loaded.files)
+            changed = loaded.changed and not rolled_back
+            if changed:
+                with write_transaction(db):
+                    version = _write(db, loaded, retain_days)
+            else:
+                version = int(get_meta(db, "data_version", 0) or 0)
+    except BaseException as exc:
+        _finish_run(db, run_id, "failed", None, [], f"{type(exc).__name__}: {exc}")
+        raise
     result = IngestResult(run_id, started, now_iso(), loaded.files, version, changed, rolled_back)
     status = "ok" if result.ok else ("rolled back" if rolled_back else "partial")
-    db.execute(
-        "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
-        [result.finished, status, version, json.dumps([asdict(f) for f in loaded.files]),
-         "; ".join(result.errors) or None, run_id],
-    )
+    _finish_run(db, run_id, status, version, loaded.files, "; ".join(result.errors) or None, result.finished)
     return result
+
+
+def _finish_run(db: sqlite_utils.Database, run_id: int, status: str, version: int | None, files: list[FileResult],
+                error: str | None, finished: str | None = None) -> None:
+    """Record how a run ended (best effort when the database itself is what failed)."""
+    try:
+        db.execute(
+            "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
+            [finished or now_iso(), status, version, json.dumps([asdict(f) for f in files]), error, run_id],
+        )
+    except sqlite3.Error:
+        if status != "failed":
+            raise
 
 
 def mark_interrupted_runs(db: sqlite_utils.Database) -> int:
@@ -124,90 +152,216 @@ class _FileState:
     header: str
 
 
+class _StoreKeys:
+    """Integer keys for store ids: the stored ones, and provisional negative keys for new ids, which the write
+    phase inserts and maps to real keys (so the read phase needs no write lock)."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.known: dict[str, int] = dict(db.execute("SELECT store_id, id FROM stores").fetchall())
+        self.new: list[str] = []
+
+    def keys(self, ids: pa.Array) -> np.ndarray:
+        """The key of each id (provisional for new ones)."""
+        if not len(ids):
+            return np.zeros(0, dtype=np.int64)
+        encoded = pc.dictionary_encode(ids)
+        uniques = encoded.dictionary.to_pylist()
+        unique_keys = np.empty(len(uniques), dtype=np.int64)
+        for index, store_id in enumerate(uniques):
+            key = self.known.get(store_id)
+            if key is None:
+                self.new.append(store_id)
+                key = self.known[store_id] = -len(self.new)
+            unique_keys[index] = key
+        return unique_keys[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def insert_new(self, db: sqlite_utils.Database) -> np.ndarray:
+        """Insert the new ids (inside the write transaction); returns the real key of provisional key -k at k-1."""
+        if not self.new:
+            return np.zeros(0, dtype=np.int64)
+        db.conn.executemany("INSERT OR IGNORE INTO stores (store_id) VALUES (?)", ((i,) for i in self.new))
+        stored = dict(db.execute("SELECT store_id, id FROM stores WHERE id > ?",
+                                 [max([k for k in self.known.values() if k > 0], default=0)]).fetchall())
+        missing = [i for i in self.new if i not in stored]  # added by another process since the read phase
+        for store_id in missing:
+            stored[store_id] = db.execute("SELECT id FROM stores WHERE store_id = ?", [store_id]).fetchone()[0]
+        return np.array([stored[i] for i in self.new], dtype=np.int64)
+
+
+def _resolve(keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+    """Provisional (negative) keys replaced by the keys the write phase gave them."""
+    provisional = keys < 0
+    if not provisional.any():
+        return keys
+    out = keys.copy()
+    out[provisional] = new_keys[-keys[provisional] - 1]
+    return out
+
+
+class _PollSpill:
+    """New polls set aside by UTC day until the write phase: in memory up to a budget, then in files of `folder`.
+
+    Memory stays bounded whatever the files' size; the write phase takes one day at a time.
+    """
+
+    RECORD = np.dtype([("key", "<i8"), ("ts", "<i8"), ("order", "<i8"), ("active", "u1")])
+    BUDGET_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.buffered: dict[int, list[np.ndarray]] = {}
+        self.buffered_bytes = 0
+        self.on_disk: set[int] = set()
+        self.count = 0
+        self.max_ts: int | None = None
+
+    def add(self, keys: np.ndarray, ts: np.ndarray, active: np.ndarray) -> None:
+        if not len(ts):
+            return
+        records = np.empty(len(ts), dtype=self.RECORD)
+        records["key"], records["ts"], records["active"] = keys, ts, active
+        records["order"] = np.arange(self.count, self.count + len(ts))
+        self.count += len(ts)
+        self.max_ts = max(int(ts.max()), self.max_ts if self.max_ts is not None else int(ts.max()))
+        days = polls.day_of(ts)
+        sort = np.argsort(days, kind="stable")
+        days, records = days[sort], records[sort]
+        bounds = np.flatnonzero(np.diff(days)) + 1
+        for part in np.split(records, bounds):
+            self.buffered.setdefault(int(polls.day_of(part["ts"][0])), []).append(part)
+        self.buffered_bytes += records.nbytes
+        if self.buffered_bytes > self.BUDGET_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        for day, parts in self.buffered.items():
+            with (self.folder / f"{day}.bin").open("ab") as handle:
+                for part in parts:
+                    part.tofile(handle)
+            self.on_disk.add(day)
+        self.buffered, self.buffered_bytes = {}, 0
+
+    def days(self) -> list[int]:
+        return sorted(self.on_disk | set(self.buffered))
+
+    def load(self, day: int) -> np.ndarray:
+        parts = []
+        if day in self.on_disk:
+            parts.append(np.fromfile(self.folder / f"{day}.bin", dtype=self.RECORD))
+        parts.extend(self.buffered.get(day, []))
+        return np.concatenate(parts)
+
+
 @dataclass
 class _Loaded:
     """What the read phase parsed, for the write phase to store."""
 
+    spill: _PollSpill
+    store_keys: _StoreKeys
     files: list[FileResult] = field(default_factory=list)
     states: list[_FileState] = field(default_factory=list)
-    poll_ids: list[np.ndarray] = field(default_factory=list)
-    poll_ts: list[np.ndarray] = field(default_factory=list)
-    poll_active: list[np.ndarray] = field(default_factory=list)
-    hours: pd.DataFrame | None = None
-    zones: pd.DataFrame | None = None
+    hours: dict[str, np.ndarray] | None = None
+    zones: dict[str, np.ndarray] | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.states)
 
 
-def _parse_polls(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    ids, id_reasons = parse.parse_store_ids(rows["store_id"])
-    ts, ts_reasons = parse.parse_timestamps(rows["timestamp_utc"])
-    active, status_reasons = parse.parse_statuses(rows["status"])
-    return {"store_id": ids, "ts": ts, "active": active}, _first_reason(id_reasons, ts_reasons, status_reasons)
+def _parse_polls(rows: dict[str, pa.Array], now_us: int) -> tuple[dict, np.ndarray, list[parse.Parsed]]:
+    ids = parse.parse_store_ids(rows["store_id"])
+    ts = parse.parse_timestamps(rows["timestamp_utc"])
+    status = parse.parse_statuses(rows["status"])
+    future = parse.Parsed(ts.values, ts.values <= now_us + FUTURE_LIMIT_US, ts.text,
+                          lambda value: f"timestamp_utc more than a day after the ingest {parse.shown(value)}")
+    columns = [ids, ts, future, status]
+    return {"store_id": ids.values, "ts": ts.values, "active": status.values}, _all_ok(columns), columns
 
 
-def _parse_hours(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    ids, id_reasons = parse.parse_store_ids(rows["store_id"])
-    days, day_reasons = parse.parse_days(rows["day"])
-    starts, start_reasons = parse.parse_times_of_day(rows["start_time_local"], "start_time_local", allow_24=False)
-    ends, end_reasons = parse.parse_times_of_day(rows["end_time_local"], "end_time_local", allow_24=True)
-    values = {"store_id": ids, "day": days, "start_us": starts, "end_us": ends}
-    return values, _first_reason(id_reasons, day_reasons, start_reasons, end_reasons)
+def _parse_hours(rows: dict[str, pa.Array], now_us: int) -> tuple[dict, np.ndarray, list[parse.Parsed]]:
+    ids = parse.parse_store_ids(rows["store_id"])
+    days = parse.parse_days(rows["day"])
+    starts = parse.parse_times_of_day(rows["start_time_local"], "start_time_local", allow_24=False)
+    ends = parse.parse_times_of_day(rows["end_time_local"], "end_time_local", allow_24=True)
+    columns = [ids, days, starts, ends]
+    values = {"store_id": ids.values, "day": days.values, "start_us": starts.values, "end_us": ends.values}
+    return values, _all_ok(columns), columns
 
 
-def _parse_zones(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    ids, id_reasons = parse.parse_store_ids(rows["store_id"])
-    names = parse.clean_text(rows["timezone_str"]).to_numpy(dtype=object)
-    empty = np.where(names == "", "empty timezone_str", "")
-    return {"store_id": ids, "zone": names}, _first_reason(id_reasons, empty)
+def _parse_zones(rows: dict[str, pa.Array], now_us: int) -> tuple[dict, np.ndarray, list[parse.Parsed]]:
+    ids = parse.parse_store_ids(rows["store_id"])
+    names = parse.clean_text(rows["timezone_str"])
+    zone = parse.Parsed(names, pc.not_equal(names, "").to_numpy(zero_copy_only=False), names,
+                        lambda value: "empty timezone_str")
+    columns = [ids, zone]
+    return {"store_id": ids.values, "zone": names}, _all_ok(columns), columns
 
 
 PARSERS = {POLLS: _parse_polls, HOURS: _parse_hours, ZONES: _parse_zones}
 
 
-def _read_sources(data_dir: Path, states: dict) -> _Loaded:
-    loaded = _Loaded()
+def _all_ok(columns: list[parse.Parsed]) -> np.ndarray:
+    ok = columns[0].ok.copy()
+    for column in columns[1:]:
+        ok &= column.ok
+    return ok
+
+
+def _read_sources(data_dir: Path, states: dict, loaded: _Loaded) -> None:
     poll_paths = sources.poll_files(data_dir)
     # A rewritten poll file is read again in full, and so are the others, so that for an instant in several
     # files the file read last still wins, as in a load from scratch.
-    reread_all = any(_rewritten(path, states.get(path.name)) for path in poll_paths)
+    plans = {path: _plan_read(path, states.get(path.name)) for path in poll_paths}
+    reread_all = any(isinstance(plan, _Plan) and plan.action == "read" and states.get(path.name)
+                     for path, plan in plans.items())
     for path in poll_paths:
-        values = _read_file(path, POLLS, states, loaded, whole=reread_all)
-        if values is not None:
-            loaded.poll_ids.append(values["store_id"])
-            loaded.poll_ts.append(values["ts"])
-            loaded.poll_active.append(values["active"])
+        _read_file(path, POLLS, plans[path], loaded, whole=reread_all)
 
-    values = _read_file(data_dir / sources.HOURS_FILE, HOURS, states, loaded)
-    if values is not None:
-        loaded.hours = pd.DataFrame(values).drop_duplicates()
-
-    values = _read_file(data_dir / sources.ZONES_FILE, ZONES, states, loaded)
-    if values is not None:
-        zones = pd.DataFrame(values).drop_duplicates("store_id", keep="last")
-        unknown = sorted({name for name in zones["zone"].unique() if lookup_zone(name) is None})
+    for name, kind in ((sources.HOURS_FILE, HOURS), (sources.ZONES_FILE, ZONES)):
+        path = data_dir / name
+        _read_file(path, kind, _plan_read(path, states.get(name)), loaded)
+    if loaded.zones is not None:
+        zone_names = loaded.zones["zone"]
+        unknown = sorted({name for name in set(zone_names.tolist()) if lookup_zone(name) is None})
         if unknown:
-            count = int(zones["zone"].isin(unknown).sum())
+            count = int(np.isin(zone_names, unknown).sum())
             shown = ", ".join(repr(name) for name in unknown[:5])
-            loaded.files[-1].notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
-        loaded.zones = zones
-    return loaded
+            result = next(f for f in loaded.files if f.kind == ZONES)
+            result.notes.append(f"{count} stores have an unknown zone ({shown}): computed in {DEFAULT_ZONE}")
 
 
-def _rewritten(path: Path, state: dict | None) -> bool:
-    """Whether a file read before has changed other than by growing."""
+@dataclass
+class _Plan:
+    """How to read a file: `action` is unchanged, appended (from `start`, continuing `digest`) or read."""
+
+    stat: os.stat_result
+    action: str
+    start: int = 0
+    header: str | None = None
+    lines_before: int = 0
+    digest: object = None
+
+
+def _plan_read(path: Path, state: dict | None) -> _Plan | SourceError:
+    """How to read a file given what was read of it before (or the reason it cannot be read)."""
     try:
-        return state is not None and _plan_read(path, state)[1] == "read"
-    except SourceError:
-        return False
+        stat = sources.stat_source(path)
+        if state is None:
+            return _Plan(stat, "read")
+        if stat.st_size == state["size"] and stat.st_mtime_ns == state["mtime_ns"]:
+            return _Plan(stat, "unchanged")
+        consumed = state["consumed"]
+        if stat.st_size >= consumed:
+            digest = sources.prefix_digest(path, consumed)
+            if digest.hexdigest() == state["fingerprint"]:
+                return _Plan(stat, "appended", consumed, state["header"], state["lines"], digest)
+        return _Plan(stat, "read")
+    except SourceError as exc:
+        return exc
 
 
-def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded, whole: bool = False
-               ) -> dict[str, np.ndarray] | None:
-    """Read and parse what is new in one file (all of it if `whole`): its good rows' values, or None if nothing
-    is new or it failed.
+def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded, whole: bool = False) -> None:
+    """Read and parse what is new in one file (all of it if `whole` or not a poll file) into `loaded`.
 
     A last line without a newline that does not parse is taken as still being written: a poll file leaves it
     for the next read; a business-hours or zone file (replaced whole) is not used at all this time.
@@ -215,132 +369,145 @@ def _read_file(path: Path, kind: str, states: dict, loaded: _Loaded, whole: bool
     result = FileResult(path.name, kind)
     loaded.files.append(result)
     try:
-        stat, action, read_args = _plan_read(path, states.get(path.name))
-        if action == "unchanged" and not whole:
-            return None
+        if isinstance(plan, SourceError):
+            raise plan
+        if plan.action == "unchanged" and not whole:
+            return
         if kind != POLLS or whole:  # hours and zones are replaced whole, never appended to
-            action, read_args = "read", {}
-        chunk = sources.read_chunk(path, kind, **read_args)
-        values, reasons = PARSERS[kind](chunk.rows)
-        if chunk.unterminated_from is not None and reasons[-1] != "":
-            if kind != POLLS:
-                raise SourceError(
-                    f"{path.name}: last line {chunk.lines_after} is incomplete (file still being written?)"
-                )
-            chunk = chunk.hold_back_last_line()
-            values = {name: column[:-1] for name, column in values.items()}
-            reasons = reasons[:-1]
+            plan = _Plan(plan.stat, "read")
+        digest = plan.digest if plan.action == "appended" else sources.new_digest()
+        bad = _BadRows(result)
+        parts: list[dict] = []
+        end, lines_after, header = plan.start, plan.lines_before, plan.header
+        now_us = parse.parse_instant(now_iso())
+        for chunk in sources.read_chunks(path, kind, start=plan.start, header=plan.header,
+                                         lines_before=plan.lines_before):
+            values, ok, columns = PARSERS[kind](chunk.rows, now_us)
+            if chunk.unterminated_from is not None and not ok[-1]:
+                if kind != POLLS:
+                    raise SourceError(
+                        f"{path.name}: last line {chunk.lines_after} is incomplete (file still being written?)"
+                    )
+                chunk = chunk.hold_back_last_line()
+                values = {name: column[:-1] for name, column in values.items()}
+                ok = ok[:-1]
+            bad.add(chunk, ok, columns)
+            digest.update(chunk.raw)
+            end, lines_after, header = chunk.end, chunk.lines_after, chunk.header
+            good = {name: _take(column, ok) for name, column in values.items()}
+            keys = loaded.store_keys.keys(good.pop("store_id"))
+            if kind == POLLS:
+                loaded.spill.add(keys, good["ts"], good["active"])
+            else:
+                parts.append({"store": keys, **good})
     except SourceError as exc:
         result.action, result.error = "failed", str(exc)
-        return None
-    result.action = action
-    good = _record_bad_rows(result, chunk, reasons)
-    loaded.states.append(_FileState(path.name, kind, stat.st_size, stat.st_mtime_ns, chunk.end, chunk.lines_after,
-                                    sources.fingerprint(path, chunk.end), chunk.header))
-    return {name: column[good] for name, column in values.items()}
+        return
+    result.action = "appended" if plan.action == "appended" else "read"
+    if kind == HOURS:
+        loaded.hours = _concat(parts)
+    elif kind == ZONES:
+        loaded.zones = _concat(parts)
+    loaded.states.append(_FileState(path.name, kind, plan.stat.st_size, plan.stat.st_mtime_ns, end, lines_after,
+                                    digest.hexdigest(), header))
 
 
-def _plan_read(path: Path, state: dict | None) -> tuple[os.stat_result, str, dict]:
-    """How to read a file given what was read of it before: (stat, 'unchanged'|'appended'|'read', read args)."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise SourceError(f"{path.name}: file is missing") from None
-    except OSError as exc:
-        raise SourceError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
-    if state is None:
-        return stat, "read", {}
-    if stat.st_size == state["size"] and stat.st_mtime_ns == state["mtime_ns"]:
-        return stat, "unchanged", {}
-    consumed = state["consumed"]
-    if stat.st_size >= consumed and sources.fingerprint(path, consumed) == state["fingerprint"]:
-        return stat, "appended", {"start": consumed, "header": state["header"], "lines_before": state["lines"]}
-    return stat, "read", {}
+def _take(column, ok: np.ndarray):
+    if isinstance(column, pa.Array):
+        return column.filter(pa.array(ok))
+    return column[ok]
 
 
-def _write(db: sqlite_utils.Database, loaded: _Loaded) -> None:
-    """Store what the read phase parsed (inside the caller's transaction)."""
-    if loaded.poll_ts and sum(len(part) for part in loaded.poll_ts):
-        keys = store_keys(db, np.concatenate(loaded.poll_ids))
-        merge_polls(db, keys, np.concatenate(loaded.poll_ts), np.concatenate(loaded.poll_active))
+def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
+    """Parts of a small file as numpy columns (store ids and zone names as object arrays)."""
+    out = {}
+    for name in parts[0]:
+        pieces = [part[name] for part in parts]
+        if isinstance(pieces[0], pa.Array):
+            out[name] = np.array(pa.concat_arrays(pieces).to_pylist(), dtype=object)
+        else:
+            out[name] = np.concatenate(pieces)
+    return out
+
+
+class _BadRows:
+    """Counts a file's rows and keeps its first bad lines with their reasons."""
+
+    def __init__(self, result: FileResult) -> None:
+        self.result = result
+        self.shown: list[tuple[int, str]] = []
+
+    def add(self, chunk: Chunk, ok: np.ndarray, columns: list[parse.Parsed]) -> None:
+        result = self.result
+        result.rows_read += len(chunk) + len(chunk.malformed)
+        result.rows_loaded += int(ok.sum())
+        bad_rows = np.flatnonzero(~ok)
+        result.rows_skipped += len(bad_rows) + len(chunk.malformed)
+        room = BAD_LINES_KEPT - len(self.shown)
+        if room > 0:
+            described = []
+            for row in bad_rows[:room].tolist():
+                column = next(c for c in columns if not c.ok[row])
+                described.append((int(chunk.line_numbers[row]), column.why(row)))
+            self.shown = sorted(self.shown + chunk.malformed + described)[:BAD_LINES_KEPT]
+            result.bad_lines = list(self.shown)
+        if chunk.pending_tail:
+            result.notes.append(f"line {chunk.lines_after + 1} is incomplete (no newline yet): left for the next read")
+
+
+def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
+    """Store what the read phase parsed (inside the caller's write transaction); returns the new data version."""
+    new_keys = loaded.store_keys.insert_new(db)
+    added = 0
+    for day in loaded.spill.days():
+        records = loaded.spill.load(day)
+        keys = _resolve(records["key"], new_keys)
+        added += polls.merge_day(db, day, keys, records["ts"], records["active"].astype(bool), records["order"])
     if loaded.hours is not None:
-        hours = loaded.hours.assign(store=store_keys(db, loaded.hours["store_id"].to_numpy(dtype=object)))
+        hours = loaded.hours
+        table = pd.DataFrame({"store": _resolve(hours["store"], new_keys), "day": hours["day"],
+                              "start_us": hours["start_us"], "end_us": hours["end_us"]}).drop_duplicates()
         db.execute("DELETE FROM business_hours")
-        db.conn.executemany(
-            "INSERT INTO business_hours (store, day, start_us, end_us) VALUES (?, ?, ?, ?)",
-            hours[["store", "day", "start_us", "end_us"]].itertuples(index=False, name=None),
-        )
+        db.conn.executemany("INSERT INTO business_hours (store, day, start_us, end_us) VALUES (?, ?, ?, ?)",
+                            table.itertuples(index=False, name=None))
     if loaded.zones is not None:
-        zones = loaded.zones.assign(store=store_keys(db, loaded.zones["store_id"].to_numpy(dtype=object)))
+        zones = loaded.zones
+        table = pd.DataFrame({"store": _resolve(zones["store"], new_keys), "zone": zones["zone"]})
+        table = table.drop_duplicates("store", keep="last")
         db.execute("DELETE FROM zones")
-        db.conn.executemany(
-            "INSERT INTO zones (store, timezone_str) VALUES (?, ?)",
-            zones[["store", "zone"]].itertuples(index=False, name=None),
-        )
+        db.conn.executemany("INSERT INTO zones (store, timezone_str) VALUES (?, ?)",
+                            table.itertuples(index=False, name=None))
     db.conn.executemany(
         "INSERT OR REPLACE INTO source_files (name, kind, size, mtime_ns, consumed, lines, fingerprint, header) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [astuple(state) for state in loaded.states],
     )
+    if loaded.spill.count:
+        max_ts = max(loaded.spill.max_ts, int(get_meta(db, "max_poll_ts", loaded.spill.max_ts)))
+        set_meta(db, "max_poll_ts", max_ts)
+        set_meta(db, "poll_count", int(get_meta(db, "poll_count", 0) or 0) + added)
+        set_meta(db, "polled_stores", db.execute("SELECT COUNT(DISTINCT store) FROM poll_days").fetchone()[0])
+    prune(db, retain_days)
+    version = int(get_meta(db, "data_version", 0) or 0) + 1
+    set_meta(db, "data_version", version)
+    return version
 
 
-def _record_bad_rows(result: FileResult, chunk: Chunk, reasons: np.ndarray) -> np.ndarray:
-    """Count and keep the first bad rows of a chunk; returns the mask of good rows."""
-    good = reasons == ""
-    bad_rows = [(int(line), str(reason)) for line, reason in zip(chunk.line_numbers[~good], reasons[~good])]
-    every_bad = sorted(chunk.malformed + bad_rows)
-    result.rows_read = len(chunk.rows) + len(chunk.malformed)
-    result.rows_skipped = len(every_bad)
-    result.rows_loaded = int(good.sum())
-    result.bad_lines = every_bad[:BAD_LINES_KEPT]
-    if chunk.pending_tail:
-        result.notes.append(f"line {chunk.lines_after + 1} is incomplete (no newline yet): left for the next read")
-    return good
+def prune(db: sqlite_utils.Database, retain_days: int) -> None:
+    """Drop polls older than `retain_days` whole UTC days before the newest poll (inside the caller's transaction).
 
-
-def _first_reason(*reason_columns: np.ndarray) -> np.ndarray:
-    """Per row, the first non-empty reason among several columns' reasons."""
-    out = reason_columns[-1]
-    for reasons in reversed(reason_columns[:-1]):
-        out = np.where(reasons != "", reasons, out)
-    return out
-
-
-def store_keys(db: sqlite_utils.Database, ids: np.ndarray) -> np.ndarray:
-    """The integer key of each store id, adding the ids not yet in `stores`."""
-    codes, uniques = pd.factorize(ids)
-    known = dict(db.execute("SELECT store_id, id FROM stores").fetchall())
-    missing = [store_id for store_id in uniques if store_id not in known]
-    if missing:
-        db.conn.executemany("INSERT INTO stores (store_id) VALUES (?)", ((m,) for m in missing))
-        known = dict(db.execute("SELECT store_id, id FROM stores").fetchall())
-    unique_keys = np.fromiter((known[store_id] for store_id in uniques), dtype=np.int64, count=len(uniques))
-    return unique_keys[codes] if len(codes) else np.zeros(0, dtype=np.int64)
-
-
-def merge_polls(db: sqlite_utils.Database, keys: np.ndarray, ts: np.ndarray, active: np.ndarray) -> None:
-    """Merge new polls (in file order) into the stored series; at one store and instant the later poll wins."""
-    touched = np.unique(keys)
-    old_keys, old_ts, old_active = read_series(db, touched)
-    all_keys = np.concatenate([old_keys, keys])
-    all_ts = np.concatenate([old_ts, ts])
-    all_active = np.concatenate([old_active, active.astype(np.uint8)])
-    order = np.lexsort((all_ts, all_keys))
-    all_keys, all_ts, all_active = all_keys[order], all_ts[order], all_active[order]
-    last = np.ones(len(all_keys), dtype=bool)
-    last[:-1] = (all_keys[1:] != all_keys[:-1]) | (all_ts[1:] != all_ts[:-1])
-    all_keys, all_ts, all_active = all_keys[last], all_ts[last], all_active[last]
-    bounds = np.flatnonzero(np.diff(all_keys)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(all_keys)]])
-    db.conn.executemany(
-        "INSERT OR REPLACE INTO poll_series (store, polls, first_ts, last_ts, last_active, ts, active) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            (int(all_keys[s]), int(e - s), int(all_ts[s]), int(all_ts[e - 1]), int(all_active[e - 1]),
-             all_ts[s:e].astype("<i8").tobytes(), all_active[s:e].tobytes())
-            for s, e in zip(starts.tolist(), ends.tolist())
-        ),
-    )
-    max_ts = db.execute("SELECT MAX(last_ts) FROM poll_series").fetchone()[0]
-    set_meta(db, "max_poll_ts", max_ts)
+    Whole day partitions go, once a day; each store keeps its last poll before them, so that every report whose
+    week starts at or after `retained_from` is exact. 0 keeps everything.
+    """
+    max_ts = get_meta(db, "max_poll_ts")
+    if retain_days <= 0 or max_ts is None:
+        return
+    cutoff_day = int(polls.day_of(int(max_ts) - retain_days * US_PER_DAY))
+    retained_from = get_meta(db, "retained_from")
+    if retained_from is not None and cutoff_day * US_PER_DAY <= int(retained_from):
+        return
+    if db.execute("SELECT 1 FROM poll_days WHERE day < ? LIMIT 1", [cutoff_day]).fetchone() is None:
+        return
+    dropped = polls.prune_before(db, cutoff_day)
+    set_meta(db, "poll_count", int(get_meta(db, "poll_count", 0) or 0) - dropped)
+    set_meta(db, "retained_from", cutoff_day * US_PER_DAY)

@@ -23,12 +23,13 @@ from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
 
+from storemon.compute import report_from_db
 from storemon.db import open_db
-from storemon.engine import INTERPOLATIONS, compute_report
+from storemon.engine import INTERPOLATIONS
 from storemon.ingest import now_iso
 from storemon.logs import log_to_file
 from storemon.parse import format_instant, parse_instant
-from storemon.snapshot import load_snapshot
+from storemon.snapshot import BeforeRetainedData, data_state
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,11 @@ class ReportJobs:
     def trigger(self, db, as_of: object = None, interpolation: object = None) -> str:
         """Record and queue a report; returns its id. Raises BadParameter for an invalid parameter."""
         requested_as_of, interpolation = check_parameters(as_of, interpolation)
+        if requested_as_of is not None:
+            try:
+                data_state(db).check_as_of(parse_instant(requested_as_of))
+            except BeforeRetainedData as exc:
+                raise BadParameter(f"as_of: {exc}") from None
         report_id = str(uuid.uuid4())
         db.execute(
             "INSERT INTO reports (id, status, progress, requested_as_of, interpolation, created) "
@@ -228,10 +234,9 @@ def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None
                 written[0] = fraction
                 db.execute("UPDATE reports SET progress = ? WHERE id = ?", [round(fraction, 3), report_id])
 
-        snapshot = load_snapshot(db)
         as_of = parse_instant(requested_as_of) if requested_as_of else None
-        report = compute_report(snapshot, as_of, interpolation, progress=progress)
+        report, data_version = report_from_db(db, as_of, interpolation, progress=progress)
         return {"csv": report.to_csv(), "as_of": format_instant(report.as_of_us),
-                "data_version": snapshot.data_version, "rows": len(report.store_ids)}
+                "data_version": data_version, "rows": len(report.store_ids)}
     finally:
         db.close()

@@ -1,112 +1,201 @@
-"""The rules of SPEC section 1 for single columns: timestamps, statuses, days and times of day.
+"""The rules of SPEC section 1 for single columns: store ids, timestamps, statuses, days and times of day.
 
-Each parser takes a pandas Series of raw strings (possibly NaN for a missing field) and returns the parsed values
-together with a reason per row that is empty where the row is good. Everything is vectorised: a Loop-sized poll
-file has millions of rows.
+Each parser takes a column of raw strings (a pyarrow array; a missing field is null) and returns a `Parsed`: the
+values, a mask of the good rows, and the trimmed text to explain a bad row with. Everything is vectorised with
+pyarrow compute and numpy: a poll file has millions of rows, and only the few bad rows shown are ever described.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 US_PER_SECOND = 1_000_000
+US_PER_DAY = 86_400 * US_PER_SECOND
 
-_TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(UTC|Z|[+-]\d{2}(:?\d{2})?)?$"
-_TIME_OF_DAY = r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$"
+_TIMESTAMP = (
+    r"(?i)^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[T ](?P<hour>\d{2}):(?P<minute>\d{2})"
+    r"(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?\s*"
+    r"(?:UTC|Z|(?P<sign>[+-])(?P<off_hour>\d{2})(?::?(?P<off_minute>\d{2}))?)?$"
+)
+_TIME_OF_DAY = r"^(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?$"
+MAX_SHOWN_VALUE = 40
 
 
-def clean_text(values: pd.Series) -> pd.Series:
-    """Strings with surrounding spaces trimmed; a missing field becomes ''."""
-    return values.fillna("").astype(str).str.strip()
+@dataclass(frozen=True)
+class Parsed:
+    """One parsed column: `values` (meaningful where `ok`), and `why(i)` saying what is wrong with bad row i."""
+
+    values: np.ndarray
+    ok: np.ndarray
+    text: pa.Array
+    reason: Callable[[str], str]
+
+    def why(self, row: int) -> str:
+        return self.reason(self.text[row].as_py() or "")
 
 
-def parse_timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Parse ISO-8601 timestamps to integer microseconds since the epoch, UTC.
+def shown(value: str) -> str:
+    """A bad value as a reason quotes it: its repr, cut to a readable length."""
+    return repr(value[:MAX_SHOWN_VALUE])
 
-    Accepted: date and time with `T` or a space between, optional fraction, then optional ` UTC`, `Z` or a
-    numeric offset (converted to UTC); no suffix means UTC. Returns (microseconds, reason per row).
+
+def _simple_reason(column: str) -> Callable[[str], str]:
+    return lambda value: f"empty {column}" if value == "" else f"bad {column} {shown(value)}"
+
+
+def as_array(values) -> pa.Array:
+    """A column as one pyarrow string array (from an array, a chunked array, or any sequence)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(list(values), type=pa.string())
+    if values.type != pa.string():
+        values = values.cast(pa.string())
+    return values
+
+
+def clean_text(values) -> pa.Array:
+    """Strings with surrounding white space trimmed; a missing field becomes ''."""
+    return pc.utf8_trim_whitespace(pc.fill_null(as_array(values), ""))
+
+
+def _groups(text: pa.Array, pattern: str) -> dict[str, pa.Array]:
+    """The named groups of `pattern` matched against each string (null where a row does not match)."""
+    matched = pc.extract_regex(text, pattern)
+    return {matched.type.field(i).name: column for i, column in enumerate(matched.flatten())}
+
+
+def _integers(column: pa.Array, default: int = 0) -> np.ndarray:
+    """Digits to int64 (null or '' gives `default`)."""
+    filled = pc.if_else(pc.or_kleene(pc.is_null(column), pc.equal(column, "")), str(default), column)
+    return pc.cast(filled, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _fraction_us(column: pa.Array) -> np.ndarray:
+    """A fraction of a second's digits to microseconds, truncating finer digits."""
+    digits = pc.utf8_rpad(pc.utf8_slice_codeunits(pc.fill_null(column, ""), 0, 6), 6, "0")
+    return pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), vectorised."""
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    year_of_era = y - era * 400
+    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
+
+
+def _days_in_month(year: np.ndarray, month: np.ndarray) -> np.ndarray:
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    lengths = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+    return lengths[np.clip(month, 0, 12)] + ((month == 2) & leap)
+
+
+def parse_timestamps(values) -> Parsed:
+    """ISO-8601 timestamps to integer microseconds since the epoch, UTC.
+
+    Accepted: a date and a time with `T` or a space between (case-insensitive), seconds and a fraction optional
+    (finer than a microsecond is truncated), then optionally ` UTC`, `Z` or an offset `+HH`, `+HHMM`, `+HH:MM`
+    (converted to UTC); no suffix means UTC. The date must exist; hours 0-23, minutes and seconds 0-59.
     """
     text = clean_text(values)
-    shape_ok = text.str.match(_TIMESTAMP_SHAPE, case=False).to_numpy(dtype=bool)
-    bare = text.str.replace(r"\s*UTC$", "", regex=True, case=False)
-    parsed = pd.to_datetime(bare.where(shape_ok, ""), format="ISO8601", utc=True, errors="coerce")
-    ok = shape_ok & parsed.notna().to_numpy(dtype=bool)
-    micros = np.zeros(len(text), dtype=np.int64)
-    micros[ok] = parsed[ok].astype("datetime64[us, UTC]").dt.tz_convert(None).to_numpy().view(np.int64)
-    reasons = np.where(ok, "", np.where(text.to_numpy() == "", "empty timestamp_utc", "bad timestamp_utc"))
-    return micros, _with_value(reasons, text)
+    if not len(text):
+        return Parsed(np.zeros(0, np.int64), np.zeros(0, bool), text, _simple_reason("timestamp_utc"))
+    fields = _groups(text, _TIMESTAMP)
+    matched = pc.is_valid(fields["year"]).to_numpy(zero_copy_only=False)
+    year, month, day = (_integers(fields[name], 1) for name in ("year", "month", "day"))
+    hour, minute, second = (_integers(fields[name]) for name in ("hour", "minute", "second"))
+    off_hour, off_minute = _integers(fields["off_hour"]), _integers(fields["off_minute"])
+    sign = np.where(pc.equal(pc.fill_null(fields["sign"], ""), "-").to_numpy(zero_copy_only=False), -1, 1)
+    ok = (matched & (month >= 1) & (month <= 12) & (day >= 1) & (day <= _days_in_month(year, month))
+          & (hour <= 23) & (minute <= 59) & (second <= 59) & (off_hour <= 23) & (off_minute <= 59))
+    seconds = ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    offset = sign * (off_hour * 3600 + off_minute * 60)
+    micros = np.where(ok, (seconds - offset) * US_PER_SECOND + _fraction_us(fields["fraction"]), 0)
+    return Parsed(micros, ok, text, _simple_reason("timestamp_utc"))
 
 
-def parse_statuses(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """`active` / `inactive`, case-insensitive, trimmed. Returns (True where active, reason per row)."""
+def parse_statuses(values) -> Parsed:
+    """`active` / `inactive`, case-insensitive, trimmed. Values are True where active."""
     text = clean_text(values)
-    lowered = text.str.lower()
-    active = (lowered == "active").to_numpy(dtype=bool)
-    known = active | (lowered == "inactive").to_numpy(dtype=bool)
-    reasons = np.where(known, "", np.where(text.to_numpy() == "", "empty status", "unknown status"))
-    return active, _with_value(reasons, text)
+    lowered = pc.utf8_lower(text)
+    active = pc.equal(lowered, "active").to_numpy(zero_copy_only=False)
+    known = active | pc.equal(lowered, "inactive").to_numpy(zero_copy_only=False)
+    return Parsed(active, known, text,
+                  lambda value: "empty status" if value == "" else f"unknown status {shown(value)}")
 
 
-def parse_store_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Opaque store ids, trimmed; an empty one is a bad row. Returns (ids as objects, reason per row)."""
+MAX_STORE_ID = 255
+
+
+def parse_store_ids(values) -> Parsed:
+    """Opaque store ids, trimmed. Empty ones, ones over 255 characters and ones with control characters are bad.
+
+    Values are the trimmed ids (a pyarrow string array)."""
     text = clean_text(values)
-    ids = text.to_numpy(dtype=object)
-    reasons = np.where(text.to_numpy() == "", "empty store_id", "")
-    return ids, reasons
+    empty = pc.equal(text, "").to_numpy(zero_copy_only=False)
+    too_long = pc.greater(pc.utf8_length(text), MAX_STORE_ID).to_numpy(zero_copy_only=False)
+    control = pc.match_substring_regex(text, r"[\x00-\x1f\x7f]").to_numpy(zero_copy_only=False)
+
+    def reason(value: str) -> str:
+        if value == "":
+            return "empty store_id"
+        if len(value) > MAX_STORE_ID:
+            return f"store_id longer than {MAX_STORE_ID} characters"
+        return f"store_id has a control character: {value[:MAX_SHOWN_VALUE]!a}"
+
+    return Parsed(text, ~(empty | too_long | control), text, reason)
 
 
-def parse_days(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Day of week, an integer 0 (Monday) to 6 (Sunday). Returns (days, reason per row)."""
+def parse_days(values) -> Parsed:
+    """Day of week, an integer 0 (Monday) to 6 (Sunday)."""
     text = clean_text(values)
-    digits = text.str.fullmatch(r"\+?\d{1,3}").to_numpy(dtype=bool)
+    digits = pc.match_substring_regex(text, r"^\+?\d{1,3}$").to_numpy(zero_copy_only=False)
     days = np.full(len(text), -1, dtype=np.int64)
-    days[digits] = text[digits].astype(np.int64).to_numpy()
+    if digits.any():
+        days[digits] = _integers(pc.filter(pc.replace_substring(text, "+", ""), pa.array(digits)))
     ok = (days >= 0) & (days <= 6)
-    reasons = np.where(ok, "", np.where(digits, "day outside 0..6", "bad day"))
-    return days, _with_value(reasons, text)
+
+    def reason(value: str) -> str:
+        if value == "":
+            return "empty day"
+        return f"{'day outside 0..6' if value.lstrip('+').isdigit() else 'bad day'} {shown(value)}"
+
+    return Parsed(days, ok, text, reason)
 
 
-def parse_times_of_day(values: pd.Series, column: str, *, allow_24: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`HH:MM` or `HH:MM:SS[.fraction]` to microseconds since local midnight.
+def parse_times_of_day(values, column: str, *, allow_24: bool) -> Parsed:
+    """`H:MM`, `HH:MM` or `HH:MM:SS[.fraction]` to microseconds since local midnight.
 
     `24:00` (or `24:00:00`) is accepted only where `allow_24` (an end time): it is the end of the day.
-    Returns (microseconds, reason per row).
     """
     text = clean_text(values)
-    parts = text.str.extract(_TIME_OF_DAY)
-    matched = parts[0].notna().to_numpy(dtype=bool)
-    hour = pd.to_numeric(parts[0], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
-    minute = pd.to_numeric(parts[1], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
-    second = pd.to_numeric(parts[2], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
-    fraction = parts[3].fillna("").str.slice(0, 6).str.ljust(6, "0")
-    micro = pd.to_numeric(fraction, errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+    if not len(text):
+        return Parsed(np.zeros(0, np.int64), np.zeros(0, bool), text, _simple_reason(column))
+    fields = _groups(text, _TIME_OF_DAY)
+    matched = pc.is_valid(fields["hour"]).to_numpy(zero_copy_only=False)
+    hour, minute, second = (_integers(fields[name]) for name in ("hour", "minute", "second"))
+    micro = _fraction_us(fields["fraction"])
     in_day = matched & (hour <= 23) & (minute <= 59) & (second <= 59)
     end_of_day = matched & (hour == 24) & (minute == 0) & (second == 0) & (micro == 0) & allow_24
     ok = in_day | end_of_day
-    micros = ((hour * 60 + minute) * 60 + second) * US_PER_SECOND + micro
-    micros = np.where(ok, micros, 0)
-    reasons = np.where(ok, "", np.where(text.to_numpy() == "", f"empty {column}", f"bad {column}"))
-    return micros, _with_value(reasons, text)
-
-
-def _with_value(reasons: np.ndarray, text: pd.Series) -> np.ndarray:
-    """Append the offending value to each non-empty reason, for the ingest report."""
-    bad = reasons != ""
-    if not bad.any():
-        return reasons.astype(object)
-    out = reasons.astype(object)
-    shown = text.to_numpy(dtype=object)[bad]
-    out[bad] = [f"{reason} {value[:40]!r}" if value else reason for reason, value in zip(out[bad], shown)]
-    return out
+    micros = np.where(ok, ((hour * 60 + minute) * 60 + second) * US_PER_SECOND + micro, 0)
+    return Parsed(micros, ok, text, _simple_reason(column))
 
 
 def parse_instant(text: str) -> int:
     """One timestamp by the same rules (an `as_of`), in microseconds; ValueError with the reason if it is bad."""
-    micros, reasons = parse_timestamps(pd.Series([text], dtype=object))
-    if reasons[0]:
+    parsed = parse_timestamps(pa.array([text], type=pa.string()))
+    if not parsed.ok[0]:
         raise ValueError(f"not an ISO-8601 date and time: {text!r}")
-    return int(micros[0])
+    return int(parsed.values[0])
 
 
 def format_instant(micros: int | None) -> str | None:

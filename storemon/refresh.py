@@ -16,7 +16,7 @@ from pathlib import Path
 import schedule
 
 from storemon.db import open_db
-from storemon.ingest import IngestResult, ingest, now_iso
+from storemon.ingest import DEFAULT_RETAIN_DAYS, IngestResult, ingest, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,13 @@ class Refresher:
         interval: float = 3600.0,
         on_refresh: Callable[[dict], None] | None = None,
         busy_timeout: float = 30.0,
+        retain_days: int = DEFAULT_RETAIN_DAYS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.db_path = str(db_path)
         self.interval = interval
         self.busy_timeout = busy_timeout
+        self.retain_days = retain_days
         self.on_refresh = on_refresh
         self.first_done = threading.Event()
         self.last_result: dict | None = None
@@ -112,7 +114,7 @@ class Refresher:
         try:
             db = open_db(self.db_path, busy_timeout=self.busy_timeout)
             self._record_failures(db)
-            outcome: IngestResult = ingest(db, self.data_dir)
+            outcome: IngestResult = ingest(db, self.data_dir, retain_days=self.retain_days)
             result = outcome.to_dict()
             if outcome.ok:
                 log.info("refresh #%s: data version %s%s", outcome.run_id, outcome.data_version,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from storemon.api import build_app
 from storemon.db import get_meta, open_db
-from storemon.ingest import mark_interrupted_runs
+from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
 from storemon.jobs import SUMMARY_COLUMNS, SUMMARY_NAMES, ReportJobs
 from storemon.parse import format_instant
 from storemon.refresh import Refresher
@@ -37,6 +37,7 @@ class ServiceConfig:
     refresh_interval: float = 3600.0
     api_threads: int = 24
     busy_timeout: float = 30.0
+    retain_days: int = DEFAULT_RETAIN_DAYS
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Service:
         self._listeners: list[Callable[[Change], None]] = []
         self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed)
         self.refresher = Refresher(config.data_dir, config.db_path, config.refresh_interval,
-                                   on_refresh=self._refreshed, busy_timeout=config.busy_timeout)
+                                   on_refresh=self._refreshed, busy_timeout=config.busy_timeout,
+                                   retain_days=config.retain_days)
         self.app = build_app(self)
         self.server = ApiServer(self.app, config.host, config.port, config.api_threads)
         self.api_error: str | None = None
@@ -176,7 +178,7 @@ class Service:
     def health(self) -> dict:
         try:
             db = self.db()
-            stores, polls = db.execute("SELECT COUNT(*), COALESCE(SUM(polls), 0) FROM poll_series").fetchone()
+            stores, polls = get_meta(db, "polled_stores", 0), get_meta(db, "poll_count", 0)
             max_ts = get_meta(db, "max_poll_ts")
             version = get_meta(db, "data_version", 0)
             queued = dict(db.execute("SELECT status, COUNT(*) FROM reports WHERE status IN ('Queued', 'Running') "

@@ -1,21 +1,29 @@
-"""Reading the CSV sources: whole files or the part past what was already read, columns matched by header name.
+"""Reading the CSV sources: a file, or the part past what was already read, in bounded blocks of whole lines.
 
-A source file is read as bytes from an offset to its last complete line, so that a file caught mid-write leaves its
-unfinished last line for the next read. Rows come back as strings with their line numbers in the file; the rules
-for the values themselves live in `storemon.parse`.
+Columns are matched by header name. A file is read from an offset to its last complete line, block by block (so
+memory does not depend on the file's size), and only up to the size it had when opened (so a file that grows while
+read, or never ends, is not chased). A last line without a newline is reported so that a file caught mid-write can
+leave it for the next read. Rows come back as strings with their line numbers in the file; the rules for the values
+themselves live in `storemon.parse`.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import os
 import re
+import stat as stat_module
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 POLLS = "polls"
 HOURS = "hours"
@@ -37,22 +45,25 @@ COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     ZONES: {"store_id": ("store_id",), "timezone_str": ("timezone_str",)},
 }
 
+BLOCK_BYTES = 32 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
 _EXPECTED_FIELDS = re.compile(r"Skipping line (\d+): expected \d+ fields?, saw (\d+)")
 
 
 class SourceError(Exception):
-    """A whole file cannot be used: missing, unreadable, or without a required column."""
+    """A whole file cannot be used: missing, unreadable, not a regular file, or without a required column."""
 
 
 @dataclass
 class Chunk:
-    """Rows read from one file: named columns of raw strings, each row's line number, and the byte range read.
+    """Rows read from one block of a file: named columns of raw strings, each row's line number, the bytes read.
 
     `unterminated_from` is the byte offset of a last line that has no newline (its row is the last of `rows`),
-    or None. Such a line may still be being written: see `hold_back_last_line`.
+    or None. Such a line may still be being written: see `hold_back_last_line`. `raw` holds the bytes from `start`
+    to `end` (the header line included in a file's first chunk), to be added to the file's running digest.
     """
 
-    rows: pd.DataFrame
+    rows: dict[str, pa.Array]
     line_numbers: np.ndarray
     malformed: list[tuple[int, str]]
     header: str
@@ -62,12 +73,17 @@ class Chunk:
     lines_after: int
     unterminated_from: int | None = None
     pending_tail: bool = False
+    raw: bytes = b""
+
+    def __len__(self) -> int:
+        return len(self.line_numbers)
 
     def hold_back_last_line(self) -> Chunk:
         """This chunk without its unterminated last line, which is left for the next read."""
         return replace(
-            self, rows=self.rows.iloc[:-1], line_numbers=self.line_numbers[:-1], end=self.unterminated_from,
-            lines_after=self.lines_after - 1, unterminated_from=None, pending_tail=True,
+            self, rows={name: column[:-1] for name, column in self.rows.items()},
+            line_numbers=self.line_numbers[:-1], end=self.unterminated_from, lines_after=self.lines_after - 1,
+            unterminated_from=None, pending_tail=True, raw=self.raw[: self.unterminated_from - self.start],
         )
 
 
@@ -78,98 +94,254 @@ def poll_files(data_dir: Path) -> list[Path]:
     return [main, *drops]
 
 
-FINGERPRINT_BLOCK = 64 * 1024
-
-
-def fingerprint(path: Path, length: int) -> str:
-    """A digest of the first `length` bytes of a file (their first and last 64 KiB, and the length).
-
-    Tells a file that only grew (same fingerprint over what was read before) from one that was rewritten.
-    """
-    digest = hashlib.sha256(str(length).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(min(length, FINGERPRINT_BLOCK)))
-        tail_start = max(FINGERPRINT_BLOCK, length - FINGERPRINT_BLOCK)
-        if tail_start < length:
-            handle.seek(tail_start)
-            digest.update(handle.read(length - tail_start))
-    return digest.hexdigest()
-
-
-def read_chunk(
-    path: Path, kind: str, *, start: int = 0, header: str | None = None, lines_before: int = 0
-) -> Chunk:
-    """Read `path` from byte `start` (0: the whole file, header included) up to its end.
-
-    `header` is the header line seen when the file was first read, for a read that starts past it.
-    Raises SourceError when the file is missing or unreadable or lacks a required column.
-    """
+def stat_source(path: Path) -> os.stat_result:
+    """The file's stat; SourceError (one line, the file's name only) if it is missing or not a regular file."""
     try:
-        with path.open("rb") as handle:
-            handle.seek(start)
-            data = handle.read()
+        info = path.stat()
     except FileNotFoundError:
         raise SourceError(f"{path.name}: file is missing") from None
     except OSError as exc:
         raise SourceError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+    if not stat_module.S_ISREG(info.st_mode):
+        raise SourceError(f"{path.name}: not a regular file")
+    return info
 
-    if start == 0:
-        newline = data.find(b"\n")
-        header_bytes = data if newline < 0 else data[: newline + 1]
-        header = header_bytes.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-        body = b"" if newline < 0 else data[newline + 1 :]
-        body_offset = len(header_bytes)
-        lines_before = 1
-    else:
-        if header is None:
-            raise ValueError("a read past the start of a file needs the header seen at its start")
-        body = data
-        body_offset = start
 
-    columns = _match_columns(header, kind, path.name)
+def _open_source(path: Path) -> tuple[io.BufferedReader, int]:
+    """Open a source file for reading without blocking (a FIFO must not hang us); returns (file, its size)."""
+    stat_source(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise SourceError(f"{path.name}: file is missing") from None
+    except OSError as exc:
+        raise SourceError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat_module.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise SourceError(f"{path.name}: not a regular file")
+    return os.fdopen(fd, "rb"), info.st_size
 
-    unterminated_from = None
-    if body and not body.endswith(b"\n") and body[body.rfind(b"\n") + 1 :].strip():
-        unterminated_from = body_offset + body.rfind(b"\n") + 1
-    end = body_offset + len(body)
-    line_count = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
 
-    if not body.strip():
-        empty = pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
-        return Chunk(empty, np.zeros(0, np.int64), [], header, start, end, lines_before, lines_before + line_count)
+def prefix_digest(path: Path, length: int):
+    """A running digest (blake2b) of a file's first `length` bytes, to be continued with the bytes read next.
 
-    frame, malformed = _parse_csv(header, body, lines_before)
-    rows = pd.DataFrame({name: frame.iloc[:, position] for name, position in columns.items()})
-    line_numbers = _line_numbers(len(frame), [line for line, _ in malformed], lines_before)
-    blank = (frame.fillna("") == "").all(axis=1).to_numpy()
-    rows = rows[~blank].reset_index(drop=True)
-    line_numbers = line_numbers[~blank]
-    last_line = lines_before + line_count
-    tail_parsed = len(line_numbers) > 0 and line_numbers[-1] == last_line
-    return Chunk(rows, line_numbers, malformed, header, start, end, lines_before, last_line,
-                 unterminated_from if tail_parsed else None)
+    Its hex digest, saved with what was read of the file, tells a file that only grew (same digest over what was
+    read before) from one that was edited anywhere, even to the same size.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    handle, _ = _open_source(path)
+    with handle:
+        remaining = length
+        while remaining > 0:
+            block = handle.read(min(remaining, BLOCK_BYTES))
+            if not block:
+                break
+            digest.update(block)
+            remaining -= len(block)
+    return digest
+
+
+def new_digest():
+    """The running digest of a file read from its start."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def header_columns(header: str) -> list[str]:
+    """The field names of a header line (quotes and surrounding spaces removed, lower case)."""
+    fields = next(csv.reader([header]), [])
+    return [name.strip().strip('"').strip().lower() for name in fields]
 
 
 def _match_columns(header: str, kind: str, file_name: str) -> dict[str, int]:
     """Position of each required column in `header`, matched by name (case-insensitive, order-free)."""
-    names = [name.strip().strip('"').strip().lower() for name in header.split(",")]
+    if not header.strip():
+        raise SourceError(f"{file_name}: the file is empty (no header line)")
+    names = header_columns(header)
     positions: dict[str, int] = {}
+    missing = []
     for column, accepted in COLUMNS[kind].items():
         found = next((names.index(name) for name in accepted if name in names), None)
         if found is None:
-            raise SourceError(f"{file_name}: no column {' or '.join(repr(n) for n in accepted)} in the header")
-        positions[column] = found
+            missing.append(" or ".join(repr(n) for n in accepted))
+        else:
+            positions[column] = found
+    if missing:
+        raise SourceError(f"{file_name}: no column {', no column '.join(missing)} in the header")
     return positions
 
 
-def _parse_csv(header: str, body: bytes, lines_before: int) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    """Parse CSV bytes (without header) as strings; rows with too many fields are skipped and returned."""
+def read_chunks(
+    path: Path, kind: str, *, start: int = 0, header: str | None = None, lines_before: int = 0,
+    block_bytes: int | None = None,
+) -> Iterator[Chunk]:
+    """Read `path` from byte `start` (0: the whole file, header included) up to the size it has now, in chunks.
+
+    `header` is the header line seen when the file was first read, for a read that starts past it. Raises
+    SourceError when the file is missing, unreadable, not a regular file, or lacks a required column.
+    """
+    handle, size = _open_source(path)
+    with handle:
+        try:
+            handle.seek(start)
+            reader = _LineBlocks(handle, size - start, block_bytes or BLOCK_BYTES)
+            offset = start
+            header_bytes = b""
+            if start == 0:
+                header_bytes = reader.header_line()
+                header = header_bytes.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+                offset, lines_before = len(header_bytes), 1
+                if header_bytes.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise SourceError(f"{path.name}: not UTF-8 text (UTF-16?)")
+            elif header is None:
+                raise ValueError("a read past the start of a file needs the header seen at its start")
+            columns = _match_columns(header, kind, path.name)
+            width = len(header_columns(header))
+            produced = False
+            for body in reader.blocks():
+                chunk = _parse_block(body, header, columns, width, offset, lines_before)
+                if not produced:
+                    chunk = replace(chunk, start=start, raw=header_bytes + body)
+                offset, lines_before = chunk.end, chunk.lines_after
+                produced = True
+                yield chunk
+            if not produced:
+                yield replace(_parse_block(b"", header, columns, width, offset, lines_before), start=start,
+                              raw=header_bytes)
+        except OSError as exc:
+            raise SourceError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+        except SourceError as exc:
+            if str(exc).startswith(path.name):
+                raise
+            raise SourceError(f"{path.name}: {exc}") from None
+
+
+@dataclass
+class _LineBlocks:
+    """Whole lines of a file in blocks of about `block_bytes`; a line over MAX_LINE_BYTES is an error."""
+
+    handle: io.BufferedReader
+    remaining: int
+    block_bytes: int
+    pending: bytes = b""
+
+    def _read(self, count: int) -> bytes:
+        data = self.handle.read(min(count, self.remaining)) if self.remaining > 0 else b""
+        self.remaining -= len(data)
+        return data
+
+    def header_line(self) -> bytes:
+        while b"\n" not in self.pending:
+            data = self._read(64 * 1024)
+            if not data:
+                break
+            self.pending += data
+            if len(self.pending) > MAX_LINE_BYTES and b"\n" not in self.pending:
+                raise SourceError("the header line is longer than 1 MiB")
+        newline = self.pending.find(b"\n")
+        line, self.pending = (self.pending, b"") if newline < 0 else (
+            self.pending[: newline + 1], self.pending[newline + 1 :])
+        return line
+
+    def blocks(self) -> Iterator[bytes]:
+        """Blocks of whole lines until the end (the last one may end without a newline)."""
+        while True:
+            data = self._read(self.block_bytes)
+            block = self.pending + data
+            if not data:
+                if block:
+                    yield block
+                return
+            cut = _last_line_end(block)
+            if cut < 0:
+                if len(block) > MAX_LINE_BYTES:
+                    raise SourceError("a line is longer than 1 MiB")
+                self.pending = block
+                continue
+            self.pending = block[cut:]
+            if len(self.pending) > MAX_LINE_BYTES:
+                raise SourceError("a line is longer than 1 MiB")
+            yield block[:cut]
+
+
+def _last_line_end(block: bytes) -> int:
+    """The offset just past the last newline that is outside quotes, or -1."""
+    cut = block.rfind(b"\n")
+    while cut >= 0 and block.count(b'"', 0, cut) % 2:
+        cut = block.rfind(b"\n", 0, cut)
+    return cut + 1 if cut >= 0 else -1
+
+
+def _parse_block(body: bytes, header: str, columns: dict[str, int], width: int, offset: int,
+                 lines_before: int) -> Chunk:
+    """Parse one block of whole lines (the last line may lack its newline) into a Chunk."""
+    line_count = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    end = offset + len(body)
+    last_line = lines_before + line_count
+    unterminated_from = None
+    if body and not body.endswith(b"\n") and body[body.rfind(b"\n") + 1 :].strip():
+        unterminated_from = offset + body.rfind(b"\n") + 1
+    if not body.strip():
+        return Chunk(_empty(columns), np.zeros(0, np.int64), [], header, offset, end, lines_before, last_line,
+                     raw=body)
+    parsed = _parse_fast(body, columns, width, line_count)
+    if parsed is None:
+        parsed = _parse_exact(header, body, columns, lines_before)
+        rows, line_numbers, malformed = parsed
+    else:
+        rows, blank = parsed
+        line_numbers = np.arange(lines_before + 1, lines_before + 1 + line_count, dtype=np.int64)[~blank]
+        malformed = []
+    tail_parsed = len(line_numbers) > 0 and line_numbers[-1] == last_line
+    return Chunk(rows, line_numbers, malformed, header, offset, end, lines_before, last_line,
+                 unterminated_from if tail_parsed else None, raw=body)
+
+
+def _empty(columns: dict[str, int]) -> dict[str, pa.Array]:
+    return {name: pa.array([], type=pa.string()) for name in columns}
+
+
+def _parse_fast(body: bytes, columns: dict[str, int], width: int, line_count: int
+                ) -> tuple[dict[str, pa.Array], np.ndarray] | None:
+    """Parse with pyarrow when every line is one well-formed row; None when the block needs the exact parser."""
+    names = [f"c{i}" for i in range(width)]
+    invalid = []
+
+    def on_invalid(row) -> str:
+        invalid.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if invalid or table.num_rows != line_count:
+        return None
+    blank = np.ones(table.num_rows, dtype=bool)
+    for column in table.columns:
+        blank &= (column.combine_chunks().to_numpy(zero_copy_only=False) == "")
+    keep = pa.array(~blank)
+    rows = {name: table.column(position).combine_chunks().filter(keep) for name, position in columns.items()}
+    return rows, blank
+
+
+def _parse_exact(header: str, body: bytes, columns: dict[str, int], lines_before: int
+                 ) -> tuple[dict[str, pa.Array], np.ndarray, list[tuple[int, str]]]:
+    """Parse with pandas' C parser, which reports each malformed line (for blocks with blank or broken lines)."""
     text = header.encode("utf-8") + b"\n" + body
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frame = pd.read_csv(
-            io.BytesIO(text), dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False,
-            on_bad_lines="warn", encoding="utf-8", encoding_errors="replace", index_col=False,
+            io.BytesIO(text), dtype=object, keep_default_na=False, na_filter=False, skip_blank_lines=False,
+            on_bad_lines="warn", encoding="utf-8", encoding_errors="replace", index_col=False, header=0,
         )
     malformed: list[tuple[int, str]] = []
     for warning in caught:
@@ -177,7 +349,12 @@ def _parse_csv(header: str, body: bytes, lines_before: int) -> tuple[pd.DataFram
             line = int(match.group(1)) - 1 + lines_before
             malformed.append((line, f"wrong number of fields ({match.group(2)})"))
     malformed.sort()
-    return frame, malformed
+    line_numbers = _line_numbers(len(frame), [line for line, _ in malformed], lines_before)
+    blank = (frame.fillna("") == "").all(axis=1).to_numpy()
+    rows = {name: pa.array(frame.iloc[:, position].fillna("").astype(object).to_numpy()[~blank].tolist(),
+                           type=pa.string())
+            for name, position in columns.items()}
+    return rows, line_numbers[~blank], malformed
 
 
 def _line_numbers(row_count: int, skipped_lines: list[int], lines_before: int) -> np.ndarray:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from storemon.compute import report_from_db
 from storemon.db import open_db
-from storemon.engine import compute_report
 from storemon.ingest import ingest
 from storemon.parse import parse_instant
-from storemon.snapshot import load_snapshot
 
 POLL_HEADER = ["store_id", "timestamp_utc", "status"]
 HOURS_HEADER = ["store_id", "dayOfWeek", "start_time_local", "end_time_local"]
@@ -40,7 +39,7 @@ def report_csv(db_path: Path, as_of: str | None = None, interpolation: str = "pr
     """The report CSV over a database, as `storemon report` writes it."""
     db = open_db(db_path)
     try:
-        return compute_report(load_snapshot(db), parse_instant(as_of) if as_of else None, interpolation).to_csv()
+        return report_from_db(db, parse_instant(as_of) if as_of else None, interpolation)[0].to_csv()
     finally:
         db.close()
 

@@ -135,7 +135,7 @@ def test_get_report_bad_requests_are_400(app, body, content_type, word):
 
 def test_failed_report_is_500(app, service):
     db = open_db(service.config.db_path)
-    db.execute("UPDATE poll_series SET ts = x'0102' WHERE store = (SELECT MIN(store) FROM poll_series)")
+    db.execute("UPDATE poll_days SET ts = x'0102' WHERE store = (SELECT MIN(store) FROM poll_days)")
     db.close()
     report_id = app.get("/trigger_report").json["report_id"]
     response = wait_complete(app, report_id)

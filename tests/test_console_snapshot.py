@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from storemon.compute import report_from_db
 from storemon.console.app import StoremonApp
 from storemon.console.stores_table import StoresTable
 from storemon.db import open_db
-from storemon.engine import compute_report
 from storemon.generate import generate
 from storemon.ingest import ingest
 from storemon.parse import format_instant
 from storemon.service import Service, ServiceConfig
-from storemon.snapshot import load_snapshot
 
 
 def fixed_app(tmp_path) -> StoremonApp:
@@ -22,7 +21,7 @@ def fixed_app(tmp_path) -> StoremonApp:
     db = open_db(db_path)
     ingest(db, data)
     db.execute("UPDATE ingest_runs SET started = '2023-01-25T18:00:00.000Z', finished = '2023-01-25T18:00:01.000Z'")
-    report = compute_report(load_snapshot(db))
+    report = report_from_db(db)[0]
     db.execute(
         "INSERT INTO reports (id, status, progress, interpolation, as_of, data_version, created, started, finished,"
         " row_count, csv) VALUES (?, 'Complete', 1, 'previous', ?, 1, ?, ?, ?, ?, ?)",

@@ -6,7 +6,8 @@ import os
 
 from conftest import report_rows, run, write_data
 
-from storemon.db import open_db, read_series
+from storemon import polls
+from storemon.db import open_db
 from storemon.ingest import ingest
 
 
@@ -21,7 +22,7 @@ def ingest_dir(data_dir, db_path, strict=False):
 def poll_count(db_path) -> int:
     db = open_db(db_path)
     try:
-        return len(read_series(db)[1])
+        return polls.counts(db)[1]
     finally:
         db.close()
 

@@ -12,14 +12,16 @@ from storemon.db import open_db
 from storemon.engine import ReportCancelled, compute_report
 from storemon.generate import generate
 from storemon.ingest import ingest
+from storemon.polls import store_key_range
 from storemon.service import Service, ServiceConfig
-from storemon.snapshot import load_snapshot
+from storemon.snapshot import data_state, load_snapshot
 
 
 def loaded_snapshot(directory, db_path):
     db = open_db(db_path)
     ingest(db, directory)
-    snapshot = load_snapshot(db)
+    state = data_state(db)
+    snapshot = load_snapshot(db, state.max_poll_ts, *store_key_range(db), state)
     db.close()
     return snapshot
 

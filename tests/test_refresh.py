@@ -13,12 +13,11 @@ import time
 import pytest
 from test_server import call, free_port, serve, wait_ready, wait_report
 
+from storemon.compute import report_from_db
 from storemon.db import open_db
-from storemon.engine import compute_report
 from storemon.generate import generate
 from storemon.ingest import ingest
 from storemon.service import Service, ServiceConfig
-from storemon.snapshot import load_snapshot
 
 
 def from_scratch(data_dir, tmp_path) -> str:
@@ -28,7 +27,7 @@ def from_scratch(data_dir, tmp_path) -> str:
     db = open_db(copy / "db.sqlite")
     try:
         assert ingest(db, copy, strict=True).ok
-        return compute_report(load_snapshot(db)).to_csv()
+        return report_from_db(db)[0].to_csv()
     finally:
         db.close()
 
