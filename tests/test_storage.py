@@ -235,3 +235,23 @@ def test_a_database_from_a_newer_storemon_is_refused_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "storemon", "report", "--db", str(tmp_path / "s.db")],
                           capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "new database file" in done.stderr
+
+
+def test_the_api_refuses_an_as_of_before_the_retained_data_naming_the_earliest(tmp_path):
+    from webtest import TestApp
+
+    from storemon.service import Service, ServiceConfig
+
+    data = write_data(tmp_path / "data", polls=week_of_polls(days=10))
+    service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, workers=1, retain_days=8))
+    service.start()
+    try:
+        assert service.refresher.first_done.wait(30)
+        app = TestApp(service.app)
+        refused = app.get("/trigger_report", {"as_of": "2023-01-25T00:00:00Z"}, status=400).json
+        assert refused["status"] == "error" and refused["error"].startswith("as_of: as_of 2023-01-25")
+        # newest poll 2023-01-29 23:14, minus 8 days: pruned before 2023-01-21, a week later is the earliest
+        assert "earliest as_of this database can answer is 2023-01-28T00:00:00" in refused["error"]
+        assert app.get("/trigger_report", {"as_of": "2023-01-28T00:00:00Z"}).json["status"] == "success"
+    finally:
+        service.stop()
