@@ -6,7 +6,6 @@ that process's maximum resident set size.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pandas as pd
 
 from storemon.generate import generate
 
-PEAK_ENV = "STOREMON_PEAK_FILE"
+BASE_STORES = 14_000
 
 
 @dataclass
@@ -30,31 +29,32 @@ class Measure:
     target: str
 
 
-def run_step(args: list[str], work: Path) -> tuple[float, float]:
-    """Run `storemon ARGS` as a process; returns (wall seconds, its peak RSS in MB).
+# Runs `storemon ARGS` and, at exit, writes that process's own peak resident memory (VmHWM, kB) to a file.
+_MEASURED_MAIN = """
+import atexit, sys
+peak_file = sys.argv.pop(1)
 
-    The peak is the process's own VmHWM, which it writes at exit (rusage's maxrss would include this parent's
-    memory, inherited at fork).
-    """
+def write_peak():
+    status = open("/proc/self/status").read().splitlines()
+    open(peak_file, "w").write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(write_peak)
+from storemon.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def run_step(args: list[str], work: Path) -> tuple[float, float]:
+    """Run `storemon ARGS` as a process; returns (wall seconds, its own peak RSS in MB)."""
     peak_file = work / "peak.txt"
     peak_file.unlink(missing_ok=True)
-    env = {**os.environ, PEAK_ENV: str(peak_file)}
     start = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "storemon", *args], stdout=subprocess.DEVNULL, env=env)
+    completed = subprocess.run([sys.executable, "-c", _MEASURED_MAIN, str(peak_file), *args],
+                               stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
         raise SystemExit(f"storemon {' '.join(args)} failed")
     return seconds, int(peak_file.read_text()) / 1024
-
-
-def record_peak_memory() -> None:
-    """At exit, write this process's peak resident memory (kB) to the file named by $STOREMON_PEAK_FILE."""
-    target = os.environ.get(PEAK_ENV)
-    if not target:
-        return
-    status = Path("/proc/self/status").read_text()
-    peak_kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-    Path(target).write_text(peak_kb)
 
 
 def append_hour(path: Path, seed: int) -> int:
@@ -73,10 +73,12 @@ def append_hour(path: Path, seed: int) -> int:
     return len(extra)
 
 
-def bench(work: Path, stores: int = 14_000, days: int = 8) -> list[Measure]:
-    """Generate (once) and measure; returns the measures."""
+def bench(work: Path, stores: int = BASE_STORES, days: int = 8, label: str = "1x, 1 week",
+          full: bool = True) -> list[Measure]:
+    """Generate (once) and measure ingest, re-ingest, +1 h and reports for one fleet and history; with `full`,
+    the service's refresh, the API latency and the console as well."""
     source = work / f"data-{stores}x{days}"
-    if not (source / "store_status.csv").exists():
+    if not (source / "timezones.csv").exists():
         print(f"generating {stores} stores x {days} days into {source} ...", flush=True)
         counts = generate(source, stores=stores, days=days, seed=7)
         print(f"  {counts}", flush=True)
@@ -88,25 +90,28 @@ def bench(work: Path, stores: int = 14_000, days: int = 8) -> list[Measure]:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     polls_file = data / "store_status.csv"
     rows = sum(1 for _ in polls_file.open("rb")) - 1
-    print(f"{rows} polls, {polls_file.stat().st_size / 1e6:.0f} MB", flush=True)
-    common = ["--data-dir", str(data), "--db", str(db)]
-    measures = [Measure("full ingest", *run_step(["ingest", *common], work), "<= 20 s")]
-    measures.append(Measure("re-ingest, unchanged", *run_step(["ingest", *common], work), "<= 2 s"))
+    print(f"[{label}] {stores} stores, {days} days: {rows} polls, {polls_file.stat().st_size / 1e6:.0f} MB",
+          flush=True)
+    common = ["--data-dir", str(data), "--db", str(db), "--retain-days", "0"]
+    measures = [Measure(f"[{label}] full ingest ({rows} polls)", *run_step(["ingest", *common], work), "")]
+    measures.append(Measure(f"[{label}] re-ingest, unchanged", *run_step(["ingest", *common], work), ""))
     added = append_hour(polls_file, seed=8)
-    measures.append(Measure(f"ingest of one more hour ({added} rows)", *run_step(["ingest", *common], work), "<= 2 s"))
+    measures.append(Measure(f"[{label}] ingest of one more hour ({added} rows)",
+                            *run_step(["ingest", *common], work), ""))
     for interpolation in ("previous", "nearest"):
         measures.append(Measure(
-            f"report ({interpolation})",
+            f"[{label}] report ({interpolation})",
             *run_step(["report", "--db", str(db), "--interpolation", interpolation, "-o", str(work / "r.csv")], work),
-            "<= 2 s, <= 1.5 GB",
+            "",
         ))
-    measures.extend(refresh_times(data, db))
-    measures.append(api_latency(data, db, work))
-    measures.extend(console_latency(data, db, presses=150))
+    measures.extend(refresh_times(data, db, label))
+    if full:
+        measures.append(api_latency(data, db, work))
+        measures.extend(console_latency(data, db, presses=150))
     return measures
 
 
-def refresh_times(data: Path, db_path: Path) -> list[Measure]:
+def refresh_times(data: Path, db_path: Path, label: str) -> list[Measure]:
     """In-process refreshes (what the service's scheduler runs): nothing changed, then one more hour of polls."""
     from storemon.db import open_db
     from storemon.ingest import ingest
@@ -114,16 +119,16 @@ def refresh_times(data: Path, db_path: Path) -> list[Measure]:
     db = open_db(db_path)
     try:
         start = time.perf_counter()
-        assert not ingest(db, data).changed
+        assert not ingest(db, data, retain_days=0).changed
         unchanged = time.perf_counter() - start
         added = append_hour(data / "store_status.csv", seed=9)
         start = time.perf_counter()
-        assert ingest(db, data).changed
+        assert ingest(db, data, retain_days=0).changed
         one_hour = time.perf_counter() - start
     finally:
         db.close()
-    return [Measure("refresh in the service, nothing changed", unchanged, 0.0, "<= 0.2 s"),
-            Measure(f"refresh in the service, one more hour ({added} rows)", one_hour, 0.0, "<= 2 s")]
+    return [Measure(f"[{label}] refresh in the service, nothing changed", unchanged, 0.0, ""),
+            Measure(f"[{label}] refresh in the service, one more hour ({added} rows)", one_hour, 0.0, "")]
 
 
 def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: float = 20.0,
@@ -208,7 +213,9 @@ def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: fl
     )
 
 
-def main(work: str = "bench-data") -> None:
+def main(work: str = "bench-data", scale: int = 1, weeks: int = 1) -> None:
+    """Measure the 1x fleet with one week (and the API and console), then a `scale`x fleet and `weeks` weeks of
+    history if asked, and print one table with the growth against the 1x figures."""
     from storemon.logs import log_to_file
 
     Path(work).mkdir(parents=True, exist_ok=True)
@@ -217,11 +224,27 @@ def main(work: str = "bench-data") -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{sample}{suffix}").unlink(missing_ok=True)
     measures = console_latency(Path("data"), sample, presses=0) if Path("data").is_dir() else []
-    measures += bench(Path(work))
-    print(f"{'step':58} {'wall s':>7} {'peak MB':>8}  target")
+    base = bench(Path(work))
+    measures += base
+    if scale > 1:
+        measures += growth(base, bench(Path(work), BASE_STORES * scale, 8, f"{scale}x, 1 week", full=False))
+    if weeks > 1:
+        measures += growth(base, bench(Path(work), BASE_STORES, 7 * weeks + 1, f"1x, {weeks} weeks", full=False))
+    print(f"{'step':78} {'wall s':>8} {'peak MB':>8}  note")
     for m in measures:
         peak = f"{m.peak_mb:8.0f}" if m.peak_mb else f"{'-':>8}"
-        print(f"{m.step:58} {m.seconds:7.3f} {peak}  {m.target}")
+        print(f"{m.step:78} {m.seconds:8.3f} {peak}  {m.target}")
+
+
+def growth(base: list[Measure], other: list[Measure]) -> list[Measure]:
+    """`other`'s measures, each noting its ratio to the same step of `base` (wall time, peak memory)."""
+    out = []
+    for before, after in zip(base, other):
+        ratio = f"x{after.seconds / before.seconds:.2f} time" if before.seconds else ""
+        if before.peak_mb and after.peak_mb:
+            ratio += f", x{after.peak_mb / before.peak_mb:.2f} memory"
+        out.append(Measure(after.step, after.seconds, after.peak_mb, f"vs 1x 1 week: {ratio}"))
+    return out
 
 
 def console_latency(data: Path, db: Path, presses: int = 60) -> list[Measure]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
 import sys
 from pathlib import Path
 
@@ -90,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure ingest and report on a Loop-sized generated data set")
     bench.add_argument("--work-dir", default="bench-data", help="where to keep the data set (default: bench-data)")
+    bench.add_argument("--scale", type=int, default=1, metavar="K",
+                       help="also measure a fleet of K x 14,000 stores (default: 1, only the Loop-sized fleet)")
+    bench.add_argument("--weeks", type=int, default=1, metavar="W",
+                       help="also measure the Loop-sized fleet with W weeks of history (default: 1)")
     return parser
 
 
@@ -97,10 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if os.environ.get("STOREMON_PEAK_FILE"):
-        from storemon.bench import record_peak_memory
-
-        atexit.register(record_peak_memory)
     if args.command is None:
         args = parser.parse_args(["console", *(argv or [])])
     try:
@@ -196,7 +194,9 @@ COMMANDS = {"ingest": cmd_ingest, "report": cmd_report, "generate": cmd_generate
 def cmd_bench(args: argparse.Namespace) -> int:
     from storemon.bench import main as bench_main
 
-    bench_main(args.work_dir)
+    if args.scale < 1 or args.weeks < 1:
+        raise CommandError("--scale and --weeks must be at least 1")
+    bench_main(args.work_dir, args.scale, args.weeks)
     return 0
 
 
