@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS source_files (
     header TEXT NOT NULL
 );
 
--- One row per ingest (refresh): when, what it read per file, and how it ended.
+-- One row per ingest (refresh): when, what it read per file, how it ended, and which process ran it (host:pid).
 CREATE TABLE IF NOT EXISTS ingest_runs (
     id INTEGER PRIMARY KEY,
     started TEXT NOT NULL,
@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     status TEXT NOT NULL,
     data_version INTEGER,
     files TEXT NOT NULL DEFAULT '[]',
-    error TEXT
+    error TEXT,
+    owner TEXT
 );
 
 -- Key/value facts: schema_version (see storemon/db.py), data_version (bumped by every ingest that changed

@@ -8,6 +8,8 @@ traceback: those go to the log.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -16,6 +18,7 @@ import bottle
 from storemon.jobs import COMPLETE, FAILED, BadParameter
 
 MAX_BODY = 1024 * 1024
+DEFAULT_TRIGGERS_PER_MINUTE = 60
 
 
 class Backend(Protocol):
@@ -50,7 +53,10 @@ def request_params() -> dict[str, Any]:
     if length > MAX_BODY:
         raise RequestError(413, f"request body too large (over {MAX_BODY} bytes)")
     params: dict[str, Any] = dict(parse_qsl(bottle.request.query_string, keep_blank_values=True))
-    body = bottle.request.body.read(MAX_BODY + 1) if length != 0 else b""
+    if "chunked" in bottle.request.get_header("Transfer-Encoding", "").lower():
+        body = bottle.request.environ["wsgi.input"].read(MAX_BODY + 1)  # the server has already de-chunked it
+    else:
+        body = bottle.request.body.read(MAX_BODY + 1) if length != 0 else b""
     if len(body) > MAX_BODY:
         raise RequestError(413, f"request body too large (over {MAX_BODY} bytes)")
     if not body.strip():
@@ -69,9 +75,10 @@ def request_params() -> dict[str, Any]:
     return params
 
 
-def build_app(backend: Backend) -> bottle.Bottle:
+def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_MINUTE) -> bottle.Bottle:
     """The API as a Bottle application object bound to `backend`."""
     app = bottle.Bottle(catchall=True)
+    limiter = TriggerLimiter(triggers_per_minute)
 
     def endpoint(handler):
         def wrapped(*args, **kwargs):
@@ -85,6 +92,13 @@ def build_app(backend: Backend) -> bottle.Bottle:
     @app.route("/trigger_report", method=["GET", "POST"])
     @endpoint
     def trigger_report():
+        if bottle.request.method == "HEAD":
+            raise RequestError(405, "HEAD is not allowed on /trigger_report (it would trigger a report)")
+        retry_after = limiter.take(bottle.request.remote_addr or "")
+        if retry_after:
+            bottle.response.set_header("Retry-After", str(int(retry_after) + 1))
+            raise RequestError(429, f"too many reports triggered: at most {limiter.per_minute} a minute per client; "
+                                    f"try again in {retry_after:.0f} s")
         params = request_params()
         try:
             report_id = backend.trigger_report(params.get("as_of"), params.get("interpolation"))
@@ -101,6 +115,8 @@ def build_app(backend: Backend) -> bottle.Bottle:
             raise RequestError(400, "missing report_id")
         if not isinstance(report_id, str):
             raise RequestError(400, "report_id must be a string")
+        if not report_id.isprintable() or len(report_id) > 200:
+            raise RequestError(400, "report_id must be printable text of at most 200 characters")
         status = backend.report_status(report_id)
         if status is None:
             return json_response({"status": "No such report Id!"}, 404)
@@ -157,19 +173,45 @@ def build_app(backend: Backend) -> bottle.Bottle:
             {"status": "error", "error": f"method {bottle.request.method} not allowed on {bottle.request.path}"}, 405
         )
 
-    @app.error(413)
-    def too_large(error):
-        return json_response({"status": "error", "error": "request body too large"}, 413)
-
     @app.error(500)
     def internal(error):
         return json_response({"status": "error", "error": "internal error (see the log)"}, 500)
 
+    def any_error(error):
+        return json_response({"status": "error", "error": str(error.body or error.status_line)}, error.status_code)
+
+    app.default_error_handler = any_error
     return app
 
 
 def _limit(params: dict) -> int:
     try:
         return max(1, min(int(params.get("limit", 50)), 1000))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RequestError(400, "limit: must be an integer") from None
+
+
+class TriggerLimiter:
+    """At most `per_minute` triggers a minute per client (a token bucket per address); 0 means no limit."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        """Take one trigger for `client`: 0 if allowed, else the seconds until one is."""
+        if self.per_minute <= 0:
+            return 0.0
+        rate = self.per_minute / 60.0
+        with self._lock:
+            now = time.monotonic()
+            tokens, last = self._buckets.get(client, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[client] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > 10_000:
+                self._buckets = {client: self._buckets[client]}
+            return 0.0

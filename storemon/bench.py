@@ -150,7 +150,7 @@ def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: fl
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "storemon", "serve", "--data-dir", str(data), "--db", str(db), "--port", str(port),
-         "--workers", "1", "--log-file", str(work / "serve.log")],
+         "--workers", "1", "--log-file", str(work / "serve.log"), "--trigger-limit", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 

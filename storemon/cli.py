@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
                         help="seconds between data refreshes (default: 3600)")
     parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
     _add_retain_days(parser)
+    parser.add_argument("--trigger-limit", type=int, default=60, metavar="N",
+                        help="reports a client may trigger a minute, in bursts of up to N; 0: no limit (default: 60)")
+    parser.add_argument("--keep-reports", type=int, default=1000, metavar="N",
+                        help="finished reports kept in the database, newest first; 0 keeps all (default: 1000)")
 
 
 def _check_retain_days(days: int) -> None:
@@ -107,7 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"storemon: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("storemon: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.Error as exc:
+        print(f"storemon: error: database error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"storemon: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -136,13 +149,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from storemon.compute import report_from_db
-    from storemon.parse import parse_instant
+    from storemon.parse import parse_as_of
     from storemon.snapshot import BeforeRetainedData
 
     as_of = None
     if args.as_of is not None:
         try:
-            as_of = parse_instant(args.as_of)
+            as_of = parse_as_of(args.as_of)
         except ValueError as exc:
             raise CommandError(f"--as-of: {exc}") from None
     if not Path(args.db).exists():
@@ -224,9 +237,12 @@ def _service_config(args: argparse.Namespace):
     if args.refresh_interval <= 0:
         raise CommandError("--refresh-interval must be a positive number of seconds")
     _check_retain_days(args.retain_days)
+    if args.trigger_limit < 0 or args.keep_reports < 0:
+        raise CommandError("--trigger-limit and --keep-reports must be 0 or more")
     _open_db(args.db).close()  # a database that cannot be opened is a one-line error, before anything starts
     return ServiceConfig(Path(args.data_dir), Path(args.db), args.host, args.port, args.workers,
-                         args.refresh_interval, retain_days=args.retain_days)
+                         args.refresh_interval, retain_days=args.retain_days,
+                         triggers_per_minute=args.trigger_limit, keep_reports=args.keep_reports)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import tempfile
 from dataclasses import asdict, astuple, dataclass, field
@@ -28,6 +29,7 @@ from storemon.sources import HOURS, POLLS, ZONES, Chunk, SourceError
 from storemon.zones import DEFAULT_ZONE, lookup_zone
 
 BAD_LINES_KEPT = 10
+
 
 
 @dataclass
@@ -95,7 +97,8 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
         raise ValueError(f"retain_days must be 0 (keep everything) or at least {MIN_RETAIN_DAYS}")
     data_dir = Path(data_dir)
     started = now_iso()
-    run_id = db.execute("INSERT INTO ingest_runs (started, status) VALUES (?, 'running')", [started]).lastrowid
+    run_id = db.execute("INSERT INTO ingest_runs (started, status, owner) VALUES (?, 'running', ?)",
+                        [started, run_owner()]).lastrowid
     try:
         with tempfile.TemporaryDirectory(prefix="storemon-ingest-") as spill_dir:
             loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db))
@@ -109,7 +112,12 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
             else:
                 version = int(get_meta(db, "data_version", 0) or 0)
     except BaseException as exc:
-        _finish_run(db, run_id, "failed", None, [], f"{type(exc).__name__}: {exc}")
+        reason = describe_failure(exc)
+        try:
+            _finish_run(db, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", None, [],
+                        reason)
+        except sqlite3.Error:
+            raise RunFailed(run_id, reason) from exc
         raise
     result = IngestResult(run_id, started, now_iso(), loaded.files, version, changed, rolled_back)
     status = "ok" if result.ok else ("rolled back" if rolled_back else "partial")
@@ -117,25 +125,77 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
     return result
 
 
+class RunFailed(Exception):
+    """An ingest failed and its run could not be marked failed (the database refused): the caller records it."""
+
+    def __init__(self, run_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.run_id = run_id
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for the ingest log: a database error says so, anything else names its type."""
+    if isinstance(exc, sqlite3.Error):
+        return f"database error: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _finish_run(db: sqlite_utils.Database, run_id: int, status: str, version: int | None, files: list[FileResult],
                 error: str | None, finished: str | None = None) -> None:
-    """Record how a run ended (best effort when the database itself is what failed)."""
-    try:
-        db.execute(
-            "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
-            [finished or now_iso(), status, version, json.dumps([asdict(f) for f in files]), error, run_id],
-        )
-    except sqlite3.Error:
-        if status != "failed":
-            raise
+    """Record how a run ended."""
+    db.execute(
+        "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
+        [finished or now_iso(), status, version, json.dumps([asdict(f) for f in files]), error, run_id],
+    )
+
+
+def record_failed_run(db: sqlite_utils.Database, run_id: int | None, started: str, finished: str,
+                      reason: str) -> int:
+    """Record a run that failed: its own row marked failed, or a new failed row if it never got one."""
+    if run_id is not None:
+        db.execute("UPDATE ingest_runs SET finished = ?, status = 'failed', error = ? WHERE id = ?",
+                   [finished, reason, run_id])
+        return run_id
+    return db.execute(
+        "INSERT INTO ingest_runs (started, finished, status, files, error, owner) VALUES (?, ?, 'failed', '[]', ?, ?)",
+        [started, finished, reason, run_owner()],
+    ).lastrowid
 
 
 def mark_interrupted_runs(db: sqlite_utils.Database) -> int:
-    """Runs left 'running' by a killed process are recorded as interrupted. Returns how many."""
-    return db.execute(
-        "UPDATE ingest_runs SET status = 'interrupted', error = 'the process stopped during this ingest' "
-        "WHERE status = 'running'"
-    ).rowcount
+    """Runs left 'running' by a process of this host that is gone (killed, say) are recorded as interrupted;
+    a live process's run, or another host's, is left alone. Returns how many."""
+    gone = [run_id for run_id, owner in db.execute("SELECT id, owner FROM ingest_runs WHERE status = 'running'")
+            if not _owner_alive(owner)]
+    for run_id in gone:
+        db.execute("UPDATE ingest_runs SET status = 'interrupted', error = 'the process stopped during this ingest' "
+                   "WHERE id = ? AND status = 'running'", [run_id])
+    return len(gone)
+
+
+def run_owner() -> str:
+    """This process, as the ingest log names the owner of a run: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the process that started a run (host:pid) may still be running it."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -404,6 +464,9 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
         result.action, result.error = "failed", str(exc)
         return
     result.action = "appended" if plan.action == "appended" else "read"
+    if kind != POLLS and result.rows_read == 0:
+        result.notes.append("no rows: " + ("every store is now open 24x7" if kind == HOURS
+                                           else "every store is now computed in " + DEFAULT_ZONE))
     if kind == HOURS:
         loaded.hours = _concat(parts)
     elif kind == ZONES:

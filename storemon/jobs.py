@@ -16,6 +16,8 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import queue
+import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -28,13 +30,14 @@ from storemon.db import open_db
 from storemon.engine import INTERPOLATIONS
 from storemon.ingest import now_iso
 from storemon.logs import log_to_file
-from storemon.parse import format_instant, parse_instant
+from storemon.parse import format_instant, parse_as_of, parse_instant
 from storemon.snapshot import BeforeRetainedData, data_state
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, COMPLETE, FAILED = "Queued", "Running", "Complete", "Failed"
 PROGRESS_POLL_S = 0.2
+DEFAULT_KEEP_REPORTS = 1000
 SUMMARY_COLUMNS = (
     "id, status, progress, requested_as_of, interpolation, as_of, data_version, created, started, finished, "
     "row_count, error"
@@ -52,7 +55,7 @@ def check_parameters(as_of: object, interpolation: object) -> tuple[str | None, 
         if not isinstance(as_of, str):
             raise BadParameter("as_of: must be a string (an ISO-8601 date and time)")
         try:
-            parse_instant(as_of)
+            parse_as_of(as_of)
         except ValueError as exc:
             raise BadParameter(f"as_of: {exc}") from None
     else:
@@ -70,8 +73,9 @@ class ReportJobs:
     """The report queue and its workers. `start()` re-queues unfinished reports; `stop()` leaves them resumable."""
 
     def __init__(self, db_path: str | Path, workers: int = 2,
-                 on_change: Callable[[str], None] | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None, keep_reports: int = DEFAULT_KEEP_REPORTS) -> None:
         self.db_path = str(db_path)
+        self.keep_reports = keep_reports
         self.workers = max(1, workers)
         self.data_ready = threading.Event()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -195,13 +199,30 @@ class ReportJobs:
                        [FAILED, now_iso(), f"{type(exc).__name__}: {exc}", report_id])
             self._notify(report_id)
             return
-        db.execute(
-            "UPDATE reports SET status = ?, progress = 1, as_of = ?, data_version = ?, finished = ?, row_count = ?, "
-            "csv = ? WHERE id = ?",
-            [COMPLETE, outcome["as_of"], outcome["data_version"], now_iso(), outcome["rows"], outcome["csv"],
-             report_id],
-        )
+        try:
+            db.execute(
+                "UPDATE reports SET status = ?, progress = 1, as_of = ?, data_version = ?, finished = ?, "
+                "row_count = ?, csv = ? WHERE id = ?",
+                [COMPLETE, outcome["as_of"], outcome["data_version"], now_iso(), outcome["rows"], outcome["csv"],
+                 report_id],
+            )
+        except sqlite3.Error as exc:  # a full disk, say: the small row of a failure may still fit
+            log.error("report %s: cannot store it: %s", report_id, exc)
+            db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
+                       [FAILED, now_iso(), f"cannot store the report: {exc}", report_id])
+            self._notify(report_id)
+            return
+        self._forget_old_reports(db)
         self._notify(report_id)
+
+    def _forget_old_reports(self, db) -> None:
+        """Keep the `keep_reports` most recently finished reports (0: all); queued and running ones always stay."""
+        if self.keep_reports > 0:
+            db.execute(
+                "DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE status IN (?, ?) "
+                "ORDER BY finished DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                [COMPLETE, FAILED, self.keep_reports],
+            )
 
 
 def log_file() -> str | None:
@@ -211,7 +232,9 @@ def log_file() -> str | None:
 
 
 def _quiet_child(log_path: str | None) -> None:
-    """In a pool process: send its output and log to the service's log file, never to the terminal."""
+    """In a pool process: ignore Ctrl-C (the service stops its pool), and send its output and log to the service's
+    log file, never to the terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.dup2(target, 1)
     os.dup2(target, 2)

@@ -142,13 +142,15 @@ def parse_store_ids(values) -> Parsed:
     text = clean_text(values)
     empty = pc.equal(text, "").to_numpy(zero_copy_only=False)
     too_long = pc.greater(pc.utf8_length(text), MAX_STORE_ID).to_numpy(zero_copy_only=False)
-    control = pc.match_substring_regex(text, r"[\x00-\x1f\x7f]").to_numpy(zero_copy_only=False)
+    control = pc.match_substring_regex(text, "[\x00-\x1f\x7f\ufffd]").to_numpy(zero_copy_only=False)
 
     def reason(value: str) -> str:
         if value == "":
             return "empty store_id"
         if len(value) > MAX_STORE_ID:
             return f"store_id longer than {MAX_STORE_ID} characters"
+        if "\ufffd" in value:
+            return f"store_id is not valid UTF-8: {value[:MAX_SHOWN_VALUE]!a}"
         return f"store_id has a control character: {value[:MAX_SHOWN_VALUE]!a}"
 
     return Parsed(text, ~(empty | too_long | control), text, reason)
@@ -190,12 +192,24 @@ def parse_times_of_day(values, column: str, *, allow_24: bool) -> Parsed:
     return Parsed(micros, ok, text, _simple_reason(column))
 
 
+EARLIEST_AS_OF = "1900-01-01T00:00:00Z"
+LATEST_AS_OF = "2999-12-31T23:59:59Z"
+
+
 def parse_instant(text: str) -> int:
-    """One timestamp by the same rules (an `as_of`), in microseconds; ValueError with the reason if it is bad."""
+    """One timestamp by the same rules, in microseconds; ValueError with the reason if it is bad."""
     parsed = parse_timestamps(pa.array([text], type=pa.string()))
     if not parsed.ok[0]:
         raise ValueError(f"not an ISO-8601 date and time: {text!r}")
     return int(parsed.values[0])
+
+
+def parse_as_of(text: str) -> int:
+    """A report's `as_of`: an instant by the same rules, within the years a report can be computed for."""
+    micros = parse_instant(text)
+    if not parse_instant(EARLIEST_AS_OF) <= micros <= parse_instant(LATEST_AS_OF):
+        raise ValueError(f"{text!r} is outside {EARLIEST_AS_OF[:4]}..{LATEST_AS_OF[:4]}")
+    return micros
 
 
 def format_instant(micros: int | None) -> str | None:

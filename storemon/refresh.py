@@ -16,9 +16,18 @@ from pathlib import Path
 import schedule
 
 from storemon.db import open_db
-from storemon.ingest import DEFAULT_RETAIN_DAYS, IngestResult, ingest, now_iso
+from storemon.ingest import (
+    DEFAULT_RETAIN_DAYS,
+    IngestResult,
+    RunFailed,
+    describe_failure,
+    ingest,
+    now_iso,
+    record_failed_run,
+)
 
 log = logging.getLogger(__name__)
+RETRY_FIRST_S = 5.0
 
 
 class Refresher:
@@ -49,6 +58,7 @@ class Refresher:
         self._count = 0
         self._refreshing = False
         self._unrecorded: list[dict] = []
+        self._failures = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -87,6 +97,7 @@ class Refresher:
         self._refreshing = True
         try:
             result = self._ingest()
+            self._failures = 0 if result["ok"] else self._failures + 1
         finally:
             self._refreshing = False
             self._scheduler_reset()
@@ -102,9 +113,13 @@ class Refresher:
                 log.exception("refresh listener failed")
 
     def _scheduler_reset(self) -> None:
-        """The next scheduled refresh is one interval after this one ended, however this one was started."""
+        """The next scheduled refresh is one interval after this one ended, however this one was started; after a
+        failure, sooner: RETRY_FIRST_S, doubling with each failure in a row, never later than the interval."""
         self._scheduler.clear()
-        self._scheduler.every(self.interval).seconds.do(self._refresh)
+        delay = self.interval
+        if self._failures:
+            delay = min(self.interval, RETRY_FIRST_S * 2 ** (self._failures - 1))
+        self._scheduler.every(delay).seconds.do(self._refresh)
         next_run = self._scheduler.next_run
         self.next_run = next_run.astimezone().isoformat(timespec="seconds") if next_run else None
 
@@ -122,26 +137,26 @@ class Refresher:
             else:
                 log.warning("refresh #%s: %s", outcome.run_id, "; ".join(outcome.errors))
             return result
-        except sqlite3.Error as exc:
-            reason = f"database error: {exc}"
+        except RunFailed as exc:
+            run_id, reason = exc.run_id, str(exc)
         except Exception as exc:
-            log.exception("refresh failed")
-            reason = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, sqlite3.Error | OSError):
+                log.exception("refresh failed")
+            run_id, reason = None, describe_failure(exc)
         finally:
             if db is not None:
                 db.close()
         log.warning("refresh failed: %s", reason)
         failure = {"run_id": None, "started": started, "finished": now_iso(), "files": [], "ok": False,
                    "errors": [reason], "changed": False, "data_version": None, "rolled_back": False}
-        self._unrecorded.append(failure)
+        self._unrecorded.append((run_id, failure))
         return failure
 
     def _record_failures(self, db) -> None:
-        """Record refreshes that failed outside the ingest (a locked database, say), now that the database answers."""
+        """Record refreshes that failed on the database (locked, say), now that it answers: the run's own row is
+        marked failed, or a failed row is added for a run that never got one."""
         while self._unrecorded:
-            failure = self._unrecorded[0]
-            failure["run_id"] = db.execute(
-                "INSERT INTO ingest_runs (started, finished, status, files, error) VALUES (?, ?, 'failed', '[]', ?)",
-                [failure["started"], failure["finished"], failure["errors"][0]],
-            ).lastrowid
+            run_id, failure = self._unrecorded[0]
+            failure["run_id"] = record_failed_run(db, run_id, failure["started"], failure["finished"],
+                                                  failure["errors"][0])
             self._unrecorded.pop(0)

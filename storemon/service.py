@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storemon.api import build_app
+from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.db import get_meta, open_db
 from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
-from storemon.jobs import SUMMARY_COLUMNS, SUMMARY_NAMES, ReportJobs
+from storemon.jobs import DEFAULT_KEEP_REPORTS, SUMMARY_COLUMNS, SUMMARY_NAMES, ReportJobs
 from storemon.parse import format_instant
 from storemon.refresh import Refresher
 from storemon.server import ApiServer, PortUnavailable
@@ -35,9 +35,11 @@ class ServiceConfig:
     port: int = 8081
     workers: int = 2
     refresh_interval: float = 3600.0
-    api_threads: int = 24
+    api_threads: int = 64
     busy_timeout: float = 30.0
     retain_days: int = DEFAULT_RETAIN_DAYS
+    triggers_per_minute: int = DEFAULT_TRIGGERS_PER_MINUTE
+    keep_reports: int = DEFAULT_KEEP_REPORTS
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,12 @@ class Service:
         self.config = config
         self._local = threading.local()
         self._listeners: list[Callable[[Change], None]] = []
-        self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed)
+        self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed,
+                               keep_reports=config.keep_reports)
         self.refresher = Refresher(config.data_dir, config.db_path, config.refresh_interval,
                                    on_refresh=self._refreshed, busy_timeout=config.busy_timeout,
                                    retain_days=config.retain_days)
-        self.app = build_app(self)
+        self.app = build_app(self, config.triggers_per_minute)
         self.server = ApiServer(self.app, config.host, config.port, config.api_threads)
         self.api_error: str | None = None
         self.started = False
@@ -187,6 +190,11 @@ class Service:
         except Exception as exc:
             log.exception("health check: database unreachable")
             return {"status": "error", "database": f"unreachable: {exc}"}
+        warnings = []
+        if not db.execute("SELECT 1 FROM business_hours LIMIT 1").fetchone() and stores:
+            warnings.append("menu_hours.csv has no rows: every store is open 24x7")
+        if not db.execute("SELECT 1 FROM zones LIMIT 1").fetchone() and stores:
+            warnings.append("timezones.csv has no rows: every store is computed in America/Chicago")
         failing = [f"{f['name']}: {f['error']}" for f in (last_refresh or {}).get("files", []) if f.get("error")]
         if last_refresh and last_refresh["error"] and not failing:
             failing = [last_refresh["error"]]
@@ -199,6 +207,7 @@ class Service:
             "polls": polls,
             "last_refresh": last_refresh,
             "failing": failing,
+            "warnings": warnings,
             "next_refresh": self.refresher.next_run,
             "reports_queued": queued.get("Queued", 0),
             "reports_running": queued.get("Running", 0),
