@@ -354,3 +354,30 @@ def test_header_only_hours_and_zones_are_flagged(tmp_path):
         assert any("timezones.csv has no rows" in w for w in warnings)
     finally:
         service.stop()
+
+
+def test_ctrl_c_during_ingest_is_one_line_and_the_run_is_marked_interrupted(tmp_path):
+    data = write_data(tmp_path / "data", polls=POLLS)
+    lines = "".join(f"S{i % 997},2023-01-{10 + i % 15} {i % 24:02d}:{i % 60:02d}:00 UTC,active\n"
+                    for i in range(1_500_000))
+    (data / "store_status.csv").write_text("store_id,timestamp_utc,status\n" + lines)
+    db_path = tmp_path / "s.db"
+    open_db(db_path).close()
+    process = subprocess.Popen([*STOREMON, "ingest", "--data-dir", str(data), "--db", str(db_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        db = open_db(db_path)
+        running = db.execute("SELECT COUNT(*) FROM ingest_runs WHERE status = 'running'").fetchone()[0]
+        db.close()
+        if running:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr == "storemon: interrupted\n"
+    db = open_db(db_path)
+    assert db.execute("SELECT status FROM ingest_runs").fetchall() == [("interrupted",)]
+    assert db.execute("SELECT COUNT(*) FROM poll_days").fetchone()[0] == 0
+    db.close()
