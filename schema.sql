@@ -87,3 +87,22 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 CREATE INDEX IF NOT EXISTS reports_status ON reports(status);
 CREATE INDEX IF NOT EXISTS reports_created ON reports(created);
+
+-- Incidents (docs/SPEC.md section 7): a store open and inactive, from `start` to `end` (NULL while ongoing).
+-- Kept up to date by every refresh (storemon/incidents.py).
+CREATE TABLE IF NOT EXISTS incidents (
+    store INTEGER NOT NULL REFERENCES stores(id),
+    start INTEGER NOT NULL,
+    "end" INTEGER,
+    PRIMARY KEY (store, start)
+);
+CREATE INDEX IF NOT EXISTS incidents_start ON incidents(start);
+
+-- Notifications sent for incidents: one row per (incident, kind) once delivered, so each is sent once.
+CREATE TABLE IF NOT EXISTS alerts (
+    store INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('down', 'up')),
+    sent TEXT NOT NULL,
+    PRIMARY KEY (store, start, kind)
+);

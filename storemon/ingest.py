@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlite_utils
 
-from storemon import parse, polls, sources
+from storemon import incidents, parse, polls, sources
 from storemon.db import get_meta, set_meta, write_transaction
 from storemon.parse import US_PER_DAY
 from storemon.sources import HOURS, POLLS, ZONES, Chunk, SourceError
@@ -521,11 +521,17 @@ class _BadRows:
 def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
     """Store what the read phase parsed (inside the caller's write transaction); returns the new data version."""
     new_keys = loaded.store_keys.insert_new(db)
+    previous_latest = get_meta(db, "max_poll_ts")
     added = 0
+    earliest_keys, earliest_ts = [], []
     for day in loaded.spill.days():
         records = loaded.spill.load(day)
         keys = _resolve(records["key"], new_keys)
         added += polls.merge_day(db, day, keys, records["ts"], records["active"].astype(bool), records["order"])
+        order = np.lexsort((records["ts"], keys))
+        first = np.concatenate([[True], keys[order][1:] != keys[order][:-1]])
+        earliest_keys.append(keys[order][first])
+        earliest_ts.append(records["ts"][order][first])
     if loaded.hours is not None:
         hours = loaded.hours
         table = pd.DataFrame({"store": _resolve(hours["store"], new_keys), "day": hours["day"],
@@ -551,6 +557,13 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
         set_meta(db, "poll_count", int(get_meta(db, "poll_count", 0) or 0) + added)
         set_meta(db, "polled_stores", db.execute("SELECT COUNT(DISTINCT store) FROM poll_days").fetchone()[0])
     prune(db, retain_days)
+    if loaded.hours is not None or loaded.zones is not None or previous_latest is None:
+        incidents.refresh(db, None, None)
+    elif earliest_keys:
+        keys, ts = np.concatenate(earliest_keys), np.concatenate(earliest_ts)
+        order = np.lexsort((ts, keys))
+        first = np.concatenate([[True], keys[order][1:] != keys[order][:-1]])
+        incidents.refresh(db, (keys[order][first], ts[order][first]), int(previous_latest))
     version = int(get_meta(db, "data_version", 0) or 0) + 1
     set_meta(db, "data_version", version)
     return version
@@ -572,5 +585,6 @@ def prune(db: sqlite_utils.Database, retain_days: int) -> None:
     if db.execute("SELECT 1 FROM poll_days WHERE day < ? LIMIT 1", [cutoff_day]).fetchone() is None:
         return
     dropped = polls.prune_before(db, cutoff_day)
+    db.execute('DELETE FROM incidents WHERE "end" IS NOT NULL AND "end" < ?', [cutoff_day * US_PER_DAY])
     set_meta(db, "poll_count", int(get_meta(db, "poll_count", 0) or 0) - dropped)
     set_meta(db, "retained_from", cutoff_day * US_PER_DAY)
