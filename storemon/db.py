@@ -60,7 +60,7 @@ def _upgrade(db: sqlite_utils.Database) -> None:
         if version == SCHEMA_VERSION:
             return
         legacy = version is None and "poll_series" in db.table_names()
-        if legacy and "owner" not in db["ingest_runs"].columns_dict:
+        if legacy and "ingest_runs" in db.table_names() and "owner" not in db["ingest_runs"].columns_dict:
             db.execute("ALTER TABLE ingest_runs ADD COLUMN owner TEXT")
         _apply_schema(db)
         if legacy:

@@ -12,6 +12,7 @@ import os
 import socket
 import sqlite3
 import tempfile
+import threading
 from dataclasses import asdict, astuple, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,14 +85,19 @@ MIN_RETAIN_DAYS = 8  # a week's window and the day it starts in: the latest repo
 FUTURE_LIMIT_US = US_PER_DAY  # a poll later than the ingest's own time plus this is a bad row
 
 
+class IngestCancelled(Exception):
+    """The ingest was asked to stop (the service is stopping); nothing was written."""
+
+
 def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False,
-           retain_days: int = DEFAULT_RETAIN_DAYS) -> IngestResult:
+           retain_days: int = DEFAULT_RETAIN_DAYS, cancel: threading.Event | None = None) -> IngestResult:
     """Load the data directory's CSV files into `db` (one transaction), and record the run.
 
     Files are read and parsed first, in bounded blocks (polls are set aside by day on disk); the database is then
     written in one transaction. A file that is missing, unreadable or lacks a required column keeps its old data
     and is reported. With `strict`, any such file undoes the whole ingest, so that the database is unchanged.
-    Polls older than `retain_days` days before the newest poll are pruned (0 keeps everything).
+    Polls older than `retain_days` days before the newest poll are pruned (0 keeps everything). Setting `cancel`
+    stops it between blocks (IngestCancelled; the run is marked interrupted, the database unchanged).
     """
     if 0 < retain_days < MIN_RETAIN_DAYS:
         raise ValueError(f"retain_days must be 0 (keep everything) or at least {MIN_RETAIN_DAYS}")
@@ -101,7 +107,7 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
                         [started, run_owner()]).lastrowid
     try:
         with tempfile.TemporaryDirectory(prefix="storemon-ingest-") as spill_dir:
-            loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db))
+            loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db), cancel=cancel)
             states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
             _read_sources(data_dir, states, loaded)
             rolled_back = strict and any(f.error for f in loaded.files)
@@ -114,8 +120,8 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
     except BaseException as exc:
         reason = describe_failure(exc)
         try:
-            _finish_run(db, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", None, [],
-                        reason)
+            interrupted = isinstance(exc, KeyboardInterrupt | IngestCancelled)
+            _finish_run(db, run_id, "interrupted" if interrupted else "failed", None, [], reason)
         except sqlite3.Error:
             raise RunFailed(run_id, reason) from exc
         raise
@@ -139,6 +145,8 @@ def describe_failure(exc: BaseException) -> str:
         return f"database error: {exc}"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
+    if isinstance(exc, IngestCancelled):
+        return "interrupted (the service stopped)"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -322,10 +330,15 @@ class _Loaded:
     states: list[_FileState] = field(default_factory=list)
     hours: dict[str, np.ndarray] | None = None
     zones: dict[str, np.ndarray] | None = None
+    cancel: threading.Event | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.states)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise IngestCancelled("the ingest was stopped")
 
 
 def _parse_polls(rows: dict[str, pa.Array], now_us: int) -> tuple[dict, np.ndarray, list[parse.Parsed]]:
@@ -442,6 +455,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
         now_us = parse.parse_instant(now_iso())
         for chunk in sources.read_chunks(path, kind, start=plan.start, header=plan.header,
                                          lines_before=plan.lines_before):
+            loaded.check_cancel()
             values, ok, columns = PARSERS[kind](chunk.rows, now_us)
             if chunk.unterminated_from is not None and not ok[-1]:
                 if kind != POLLS:
@@ -525,6 +539,7 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
     added = 0
     earliest_keys, earliest_ts = [], []
     for day in loaded.spill.days():
+        loaded.check_cancel()
         records = loaded.spill.load(day)
         keys = _resolve(records["key"], new_keys)
         added += polls.merge_day(db, day, keys, records["ts"], records["active"].astype(bool), records["order"])

@@ -76,6 +76,8 @@ class ReportJobs:
                  on_change: Callable[[str], None] | None = None, keep_reports: int = DEFAULT_KEEP_REPORTS) -> None:
         self.db_path = str(db_path)
         self.keep_reports = keep_reports
+        # Reports that failed where even their failure could not be stored: the API answers Failed for them.
+        self.unstored_failures: dict[str, str] = {}
         self.workers = max(1, workers)
         self.data_ready = threading.Event()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -157,6 +159,10 @@ class ReportJobs:
                         return
                 try:
                     self._run(db, report_id)
+                except sqlite3.Error as exc:  # the database cannot record it (a full disk, say): fail it here
+                    log.error("report %s failed: cannot use the database: %s", report_id, exc)
+                    self.unstored_failures[report_id] = f"storage failure: {exc}"
+                    self._notify(report_id)
                 except Exception:
                     log.exception("report %s: worker error", report_id)
         finally:
@@ -208,6 +214,7 @@ class ReportJobs:
             )
         except sqlite3.Error as exc:  # a full disk, say: the small row of a failure may still fit
             log.error("report %s: cannot store it: %s", report_id, exc)
+            self.unstored_failures[report_id] = f"cannot store the report: {exc}"
             db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
                        [FAILED, now_iso(), f"cannot store the report: {exc}", report_id])
             self._notify(report_id)
@@ -248,14 +255,17 @@ def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None
 
     Writes the report's progress into its row as it goes; returns what the worker stores.
     """
-    db = open_db(db_path)
+    db = open_db(db_path, busy_timeout=1.0)
     try:
         written = [0.0]
 
         def progress(fraction: float) -> None:
             if fraction - written[0] >= 0.1:
                 written[0] = fraction
-                db.execute("UPDATE reports SET progress = ? WHERE id = ?", [round(fraction, 3), report_id])
+                try:
+                    db.execute("UPDATE reports SET progress = ? WHERE id = ?", [round(fraction, 3), report_id])
+                except sqlite3.OperationalError:  # a refresh holds the write lock: progress can wait
+                    log.info("report %s: progress not recorded (database busy)", report_id)
 
         as_of = parse_instant(requested_as_of) if requested_as_of else None
         report, data_version = report_from_db(db, as_of, interpolation, progress=progress)

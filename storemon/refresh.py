@@ -18,6 +18,7 @@ import schedule
 from storemon.db import open_db
 from storemon.ingest import (
     DEFAULT_RETAIN_DAYS,
+    IngestCancelled,
     IngestResult,
     RunFailed,
     describe_failure,
@@ -129,7 +130,7 @@ class Refresher:
         try:
             db = open_db(self.db_path, busy_timeout=self.busy_timeout)
             self._record_failures(db)
-            outcome: IngestResult = ingest(db, self.data_dir, retain_days=self.retain_days)
+            outcome: IngestResult = ingest(db, self.data_dir, retain_days=self.retain_days, cancel=self._stop)
             result = outcome.to_dict()
             if outcome.ok:
                 log.info("refresh #%s: data version %s%s", outcome.run_id, outcome.data_version,
@@ -137,6 +138,10 @@ class Refresher:
             else:
                 log.warning("refresh #%s: %s", outcome.run_id, "; ".join(outcome.errors))
             return result
+        except IngestCancelled:
+            log.info("refresh stopped: the service is stopping")
+            return {"run_id": None, "started": started, "finished": now_iso(), "files": [], "ok": False,
+                    "errors": ["stopped"], "changed": False, "data_version": None, "rolled_back": False}
         except RunFailed as exc:
             run_id, reason = exc.run_id, str(exc)
         except Exception as exc:

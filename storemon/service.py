@@ -17,7 +17,15 @@ from pathlib import Path
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.db import get_meta, open_db
 from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
-from storemon.jobs import DEFAULT_KEEP_REPORTS, SUMMARY_COLUMNS, SUMMARY_NAMES, ReportJobs
+from storemon.jobs import (
+    DEFAULT_KEEP_REPORTS,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUMMARY_COLUMNS,
+    SUMMARY_NAMES,
+    ReportJobs,
+)
 from storemon.parse import format_instant
 from storemon.refresh import Refresher
 from storemon.server import ApiServer, PortUnavailable
@@ -143,7 +151,11 @@ class Service:
         row = self.db().execute(f"SELECT {SUMMARY_COLUMNS} FROM reports WHERE id = ?", [report_id]).fetchone()
         if row is None:
             return None
-        return dict(zip(SUMMARY_NAMES, row))
+        status = dict(zip(SUMMARY_NAMES, row))
+        unstored = self.jobs.unstored_failures.get(report_id)
+        if unstored is not None and status["status"] in (QUEUED, RUNNING):
+            status.update(status=FAILED, error=unstored)
+        return status
 
     def report_csv(self, report_id: str) -> str | None:
         row = self.db().execute("SELECT csv FROM reports WHERE id = ?", [report_id]).fetchone()

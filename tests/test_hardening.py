@@ -381,3 +381,35 @@ def test_ctrl_c_during_ingest_is_one_line_and_the_run_is_marked_interrupted(tmp_
     assert db.execute("SELECT status FROM ingest_runs").fetchall() == [("interrupted",)]
     assert db.execute("SELECT COUNT(*) FROM poll_days").fetchone()[0] == 0
     db.close()
+
+
+def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
+    try:
+        data = write_data(tmp_path / "data", polls=POLLS)
+        service = Service(ServiceConfig(data, disk / "s.db", port=0, workers=1))
+        service.start()
+        try:
+            assert service.refresher.first_done.wait(30)
+            service.jobs.data_ready.clear()  # hold the workers while the disk fills up
+            report_id = service.trigger_report()
+            with (disk / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            service.jobs.data_ready.set()
+            app = TestApp(service.app)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                answer = app.post_json("/get_report", {"report_id": report_id}, expect_errors=True)
+                if answer.status_int != 202:
+                    break
+                time.sleep(0.1)
+            assert answer.status_int == 500 and answer.json["status"] == "Failed"
+            assert "full" in answer.json["error"] or "disk" in answer.json["error"]
+        finally:
+            service.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
