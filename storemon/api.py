@@ -1,6 +1,7 @@
 """The HTTP API: a Bottle application that translates requests into calls on the service, and back into JSON.
 
-Endpoints: `/trigger_report`, `/get_report` (GET or POST), `/reports`, `/health`, `/refreshes`, `POST /refresh`.
+Endpoints: `/trigger_report`, `/get_report` (GET or POST), `/reports`, `/incidents`, `/health`, `/refreshes`,
+`POST /refresh`.
 Every answer is JSON (or the report CSV on request); every error is a JSON body with a status code, never a
 traceback: those go to the log.
 """
@@ -15,7 +16,9 @@ from urllib.parse import parse_qsl
 
 import bottle
 
+from storemon.engine import csv_field
 from storemon.jobs import COMPLETE, FAILED, BadParameter
+from storemon.parse import parse_instant
 
 MAX_BODY = 1024 * 1024
 DEFAULT_TRIGGERS_PER_MINUTE = 60
@@ -28,6 +31,7 @@ class Backend(Protocol):
     def report_status(self, report_id: str) -> dict | None: ...
     def report_csv(self, report_id: str) -> str | None: ...
     def recent_reports(self, limit: int) -> list[dict]: ...
+    def incidents(self, store_id: str | None, since_us: int | None, ongoing: bool, limit: int) -> list[dict]: ...
     def health(self) -> dict: ...
     def recent_refreshes(self, limit: int) -> list[dict]: ...
     def refresh_now(self, wait_seconds: float) -> dict | None: ...
@@ -139,6 +143,32 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
         limit = _limit(params)
         return json_response({"reports": backend.recent_reports(limit)})
 
+    @app.get("/incidents")
+    @endpoint
+    def incidents():
+        params = request_params()
+        since = params.get("since")
+        if since not in (None, ""):
+            try:
+                since = parse_instant(str(since))
+            except ValueError as exc:
+                raise RequestError(400, f"since: {exc}") from None
+        else:
+            since = None
+        ongoing = str(params.get("ongoing", "")).lower()
+        if ongoing not in ("", "true", "false", "1", "0"):
+            raise RequestError(400, "ongoing: must be true or false")
+        store_id = params.get("store_id") or None
+        if store_id is not None and (not isinstance(store_id, str) or not store_id.isprintable()):
+            raise RequestError(400, "store_id: must be printable text")
+        found = backend.incidents(store_id, since, ongoing in ("true", "1"), _limit(params, default=100, most=10000))
+        if params.get("format") == "csv" or "text/csv" in bottle.request.get_header("Accept", ""):
+            bottle.response.content_type = "text/csv; charset=utf-8"
+            lines = ["store_id,start,end,minutes"]
+            lines += [f"{csv_field(i['store_id'])},{i['start']},{i['end'] or ''},{i['minutes']:.2f}" for i in found]
+            return "\n".join(lines) + "\n"
+        return json_response({"incidents": found})
+
     @app.get("/health")
     @endpoint
     def health():
@@ -184,9 +214,9 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
     return app
 
 
-def _limit(params: dict) -> int:
+def _limit(params: dict, default: int = 50, most: int = 1000) -> int:
     try:
-        return max(1, min(int(params.get("limit", 50)), 1000))
+        return max(1, min(int(params.get("limit", default)), most))
     except (TypeError, ValueError, OverflowError):
         raise RequestError(400, "limit: must be an integer") from None
 

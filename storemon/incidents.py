@@ -163,3 +163,29 @@ def _delete_after(db: sqlite_utils.Database, stores: np.ndarray, since: np.ndarr
             carry[store] = start
     db.conn.executemany("DELETE FROM incidents WHERE store = ? AND start = ?", doomed)
     return carry
+
+
+def listing(db: sqlite_utils.Database, store_id: str | None = None, since_us: int | None = None,
+            ongoing: bool = False, limit: int = 100) -> list[dict]:
+    """Stored incidents, newest first, as the API lists them: store_id, start, end (None while ongoing), minutes
+    (up to the data's latest instant while ongoing)."""
+    from storemon.parse import format_instant
+
+    latest = get_meta(db, "max_poll_ts")
+    clauses, params = [], []
+    if store_id is not None:
+        clauses.append("s.store_id = ?")
+        params.append(store_id)
+    if since_us is not None:
+        clauses.append('(i."end" IS NULL OR i."end" > ?)')
+        params.append(since_us)
+    if ongoing:
+        clauses.append('i."end" IS NULL')
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = db.execute(
+        f'SELECT s.store_id, i.start, i."end" FROM incidents i JOIN stores s ON s.id = i.store {where} '
+        "ORDER BY i.start DESC, s.store_id LIMIT ?", [*params, limit],
+    ).fetchall()
+    return [{"store_id": store, "start": format_instant(start), "end": format_instant(end),
+             "minutes": round(((end if end is not None else int(latest or start)) - start) / 60e6, 2)}
+            for store, start, end in rows]

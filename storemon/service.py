@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from storemon import incidents
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.db import get_meta, open_db
 from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
@@ -166,6 +167,9 @@ class Service:
             f"SELECT {SUMMARY_COLUMNS} FROM reports ORDER BY created DESC, rowid DESC LIMIT ?", [limit]
         ).fetchall()
         return [dict(zip(SUMMARY_NAMES, row)) for row in rows]
+
+    def incidents(self, store_id: str | None, since_us: int | None, ongoing: bool, limit: int) -> list[dict]:
+        return incidents.listing(self.db(), store_id, since_us, ongoing, limit)
 
     def recent_refreshes(self, limit: int = 20) -> list[dict]:
         rows = self.db().execute(

@@ -151,3 +151,36 @@ def test_an_incident_in_progress_keeps_its_start_across_refreshes(tmp_path):
             handle.write(f"S,2023-01-23 {hour}:00:00,{'active' if hour == 13 else 'inactive'}\n")
         ingest_into(data, tmp_path / "s.db")
     assert stored_incidents(tmp_path / "s.db")["S"] == [(utc("2023-01-23 10:00"), utc("2023-01-23 13:00"))]
+
+
+def test_the_api_lists_incidents_newest_first_with_filters_and_csv(tmp_path):
+    from webtest import TestApp
+
+    from storemon.service import Service, ServiceConfig
+
+    data = write_data(tmp_path / "data", polls=[
+        ("A", "2023-01-23 10:00:00", "inactive"), ("A", "2023-01-23 11:00:00", "active"),
+        ("B", "2023-01-23 12:00:00", "inactive"), ("B", "2023-01-23 12:30:00", "inactive"),
+    ])
+    service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, workers=1))
+    service.start()
+    try:
+        assert service.refresher.first_done.wait(30)
+        app = TestApp(service.app)
+        listed = app.get("/incidents").json["incidents"]
+        assert listed == [
+            {"store_id": "B", "start": "2023-01-23T12:00:00.000000Z", "end": None, "minutes": 30.0},
+            {"store_id": "A", "start": "2023-01-23T10:00:00.000000Z", "end": "2023-01-23T11:00:00.000000Z",
+             "minutes": 60.0},
+        ]
+        assert [i["store_id"] for i in app.get("/incidents", {"ongoing": "true"}).json["incidents"]] == ["B"]
+        assert [i["store_id"] for i in app.get("/incidents", {"store_id": "A"}).json["incidents"]] == ["A"]
+        assert [i["store_id"] for i in app.get("/incidents", {"since": "2023-01-23T11:30:00Z"}).json["incidents"]] \
+            == ["B"]
+        assert len(app.get("/incidents", {"limit": 1}).json["incidents"]) == 1
+        text = app.get("/incidents", {"format": "csv"}).text
+        assert text.splitlines() == ["store_id,start,end,minutes", "B,2023-01-23T12:00:00.000000Z,,30.00",
+                                     "A,2023-01-23T10:00:00.000000Z,2023-01-23T11:00:00.000000Z,60.00"]
+        assert app.get("/incidents", {"since": "yesterday"}, status=400).json["error"].startswith("since")
+    finally:
+        service.stop()
