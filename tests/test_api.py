@@ -25,7 +25,7 @@ def sample(tmp_path_factory):
 def service(sample, tmp_path):
     svc = Service(ServiceConfig(sample, tmp_path / "api.db", port=0, workers=2))
     svc.start()
-    assert svc.refresher.first_done.wait(30)
+    assert svc.refresher.first_done.wait(120)
     yield svc
     svc.stop()
 
@@ -35,7 +35,7 @@ def app(service):
     return TestApp(service.app)
 
 
-def wait_complete(app, report_id, timeout=30):
+def wait_complete(app, report_id, timeout=180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = app.get("/get_report", params={"report_id": report_id}, expect_errors=True)

@@ -34,7 +34,7 @@ def make_app(data, tmp_path, port=0):
     return StoremonApp(service, export_dir=tmp_path / "exports", log_path=tmp_path / "console.log")
 
 
-async def until(pilot, predicate, timeout=30.0):
+async def until(pilot, predicate, timeout=120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await pilot.pause(0.05)

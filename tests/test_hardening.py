@@ -142,7 +142,7 @@ def test_a_source_that_is_not_a_regular_file_fails_at_once(tmp_path, kind):
         target.mkdir()
     started = time.monotonic()
     error = one_line_error(storemon("ingest", "--data-dir", data, "--db", tmp_path / "s.db", timeout=30))
-    assert "menu_hours.csv: not a regular file" in error and time.monotonic() - started < 20
+    assert "menu_hours.csv: not a regular file" in error and time.monotonic() - started < 45
     assert str(data) not in error
 
 
@@ -174,7 +174,7 @@ def test_a_failed_refresh_leaves_no_run_running_and_is_retried_soon(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, refresh_interval=3600, busy_timeout=0.2))
     service.start()
     try:
-        assert service.refresher.first_done.wait(30)
+        assert service.refresher.first_done.wait(120)
         blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         with (data / "store_status.csv").open("a") as handle:
@@ -183,7 +183,7 @@ def test_a_failed_refresh_leaves_no_run_running_and_is_retried_soon(tmp_path):
         assert result is not None and not result["ok"] and "database" in result["errors"][0]
         blocker.execute("ROLLBACK")
         blocker.close()
-        deadline = time.monotonic() + 30  # retried in seconds, not at the next interval (an hour)
+        deadline = time.monotonic() + 60  # retried in seconds, not at the next interval (an hour)
         while time.monotonic() < deadline and not (service.refresher.last_result or {}).get("ok"):
             time.sleep(0.1)
         assert service.refresher.last_result["ok"] and service.refresher.last_result["changed"]
@@ -219,7 +219,7 @@ def api(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "api.db", port=0, workers=1, triggers_per_minute=3,
                                     keep_reports=2))
     service.start()
-    assert service.refresher.first_done.wait(30)
+    assert service.refresher.first_done.wait(120)
     yield service
     service.stop()
 
@@ -253,7 +253,7 @@ def test_triggers_are_rate_limited_per_client_with_a_json_429(api):
 def test_only_the_newest_finished_reports_are_kept(api):
     app = TestApp(api.app)
     ids = [app.get("/trigger_report").json["report_id"] for _ in range(3)]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any(r["status"] in ("Queued", "Running") for r in api.recent_reports(10)):
         time.sleep(0.1)
     kept = [r["id"] for r in api.recent_reports(10)]
@@ -326,7 +326,7 @@ def test_ctrl_c_stops_serve_promptly_without_tracebacks(tmp_path):
         wait_report(base, report_id)
         call(f"{base}/trigger_report")
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+        process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
@@ -346,7 +346,7 @@ def test_header_only_hours_and_zones_are_flagged(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0))
     service.start()
     try:
-        assert service.refresher.first_done.wait(30)
+        assert service.refresher.first_done.wait(120)
         notes = [note for f in service.refresher.last_result["files"] for note in f["notes"]]
         assert any("every store is now open 24x7" in n for n in notes)
         warnings = service.health()["warnings"]
@@ -365,7 +365,7 @@ def test_ctrl_c_during_ingest_is_one_line_and_the_run_is_marked_interrupted(tmp_
     open_db(db_path).close()
     process = subprocess.Popen([*STOREMON, "ingest", "--data-dir", str(data), "--db", str(db_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         db = open_db(db_path)
         running = db.execute("SELECT COUNT(*) FROM ingest_runs WHERE status = 'running'").fetchone()[0]
@@ -392,7 +392,7 @@ def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
         service = Service(ServiceConfig(data, disk / "s.db", port=0, workers=1))
         service.start()
         try:
-            assert service.refresher.first_done.wait(30)
+            assert service.refresher.first_done.wait(120)
             service.jobs.data_ready.clear()  # hold the workers while the disk fills up
             report_id = service.trigger_report()
             with (disk / "filler").open("wb") as filler, contextlib.suppress(OSError):
@@ -401,7 +401,7 @@ def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
                     filler.flush()
             service.jobs.data_ready.set()
             app = TestApp(service.app)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 answer = app.post_json("/get_report", {"report_id": report_id}, expect_errors=True)
                 if answer.status_int != 202:

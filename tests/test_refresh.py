@@ -32,7 +32,7 @@ def from_scratch(data_dir, tmp_path) -> str:
         db.close()
 
 
-def wait_until(predicate, timeout=30.0, what="condition"):
+def wait_until(predicate, timeout=180.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -75,7 +75,7 @@ def data(tmp_path):
 def service(data, tmp_path):
     svc = Service(ServiceConfig(data, tmp_path / "live.db", port=0, refresh_interval=0.3, busy_timeout=0.5))
     svc.start()
-    assert svc.refresher.first_done.wait(30)
+    assert svc.refresher.first_done.wait(120)
     yield svc
     svc.stop()
 
