@@ -55,7 +55,7 @@ poll_rows = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(loads=st.lists(st.lists(poll_rows, min_size=1, max_size=3), min_size=1, max_size=3))
 def test_stored_polls_equal_a_model_of_the_duplicate_rules(tmp_path_factory, loads, monkeypatch):
     """Several loads, each a main file plus drop files, over four UTC days in file order: the stored polls are
