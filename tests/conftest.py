@@ -50,6 +50,15 @@ def report_rows(db_path: Path, as_of: str | None = None, interpolation: str = "p
     return {line.split(",")[0]: line.split(",")[1:] for line in lines[1:]}
 
 
+def ingest_dir(data_dir: Path, db_path: Path, **options):
+    """Ingest a data directory into a database file (the library call `storemon ingest` makes); the result."""
+    db = open_db(db_path)
+    try:
+        return ingest(db, data_dir, **options)
+    finally:
+        db.close()
+
+
 def run(directory: Path, db_path: Path, as_of: str | None = None, interpolation: str = "previous"):
     """Ingest `directory` into `db_path` and return the report rows."""
     db = open_db(db_path)

@@ -16,12 +16,12 @@ import threading
 import time
 
 import pytest
-from conftest import report_csv, write_csv, write_data
+from conftest import ingest_dir, report_csv, write_csv, write_data
 from test_server import call, free_port, serve, wait_ready, wait_report
 from webtest import TestApp
 
 from storemon.db import open_db
-from storemon.ingest import ingest, mark_interrupted_runs
+from storemon.ingest import mark_interrupted_runs
 from storemon.service import Service, ServiceConfig
 
 STOREMON = [sys.executable, "-m", "storemon"]
@@ -37,14 +37,6 @@ def one_line_error(done) -> str:
     assert done.returncode != 0, done.stdout
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     return done.stderr
-
-
-def ingest_dir(data_dir, db_path, **options):
-    db = open_db(db_path)
-    try:
-        return ingest(db, data_dir, **options)
-    finally:
-        db.close()
 
 
 def test_a_same_size_edit_in_place_is_seen_and_read_again(data_dir, db_path, tmp_path):

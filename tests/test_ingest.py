@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import os
 
-from conftest import report_rows, run, write_data
+from conftest import ingest_dir, report_rows, run, write_data
 
 from storemon import polls
 from storemon.db import open_db
-from storemon.ingest import ingest
-
-
-def ingest_dir(data_dir, db_path, strict=False):
-    db = open_db(db_path)
-    try:
-        return ingest(db, data_dir, strict=strict)
-    finally:
-        db.close()
 
 
 def poll_count(db_path) -> int:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import POLL_HEADER, report_csv, write_csv, write_data
+from conftest import POLL_HEADER, ingest_dir, report_csv, write_csv, write_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +18,6 @@ from storemon import ingest as ingest_module
 from storemon import polls, sources
 from storemon.compute import report_from_db
 from storemon.db import SCHEMA_VERSION, SchemaError, get_meta, open_db
-from storemon.ingest import ingest
 from storemon.parse import parse_instant
 from storemon.snapshot import BeforeRetainedData
 
@@ -39,14 +38,6 @@ def stored(db_path) -> dict[tuple[int, int], bool]:
         db.close()
     return {(ids[s], t): a for s, t, a in zip(everything.store.tolist(), everything.ts.tolist(),
                                               everything.active.tolist())}
-
-
-def ingest_dir(data_dir, db_path, **options):
-    db = open_db(db_path)
-    try:
-        return ingest(db, data_dir, **options)
-    finally:
-        db.close()
 
 
 poll_rows = st.lists(
