@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, COMPLETE, FAILED = "Queued", "Running", "Complete", "Failed"
 PROGRESS_POLL_S = 0.2
+PROGRESS_BUSY_S = 1.0
 DEFAULT_KEEP_REPORTS = 1000
 SUMMARY_COLUMNS = (
     "id, status, progress, requested_as_of, interpolation, as_of, data_version, created, started, finished, "
@@ -255,7 +256,10 @@ def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None
 
     Writes the report's progress into its row as it goes; returns what the worker stores.
     """
-    db = open_db(db_path, busy_timeout=1.0)
+    db = open_db(db_path)
+    # Progress goes through its own connection: written on the report's, it would turn the report's read
+    # transaction into a write transaction holding the write lock until the report ends.
+    progress_db = open_db(db_path, busy_timeout=PROGRESS_BUSY_S)
     try:
         written = [0.0]
 
@@ -263,7 +267,8 @@ def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None
             if fraction - written[0] >= 0.1:
                 written[0] = fraction
                 try:
-                    db.execute("UPDATE reports SET progress = ? WHERE id = ?", [round(fraction, 3), report_id])
+                    progress_db.execute("UPDATE reports SET progress = ? WHERE id = ?",
+                                        [round(fraction, 3), report_id])
                 except sqlite3.OperationalError:  # a refresh holds the write lock: progress can wait
                     log.info("report %s: progress not recorded (database busy)", report_id)
 
@@ -272,4 +277,5 @@ def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None
         return {"csv": report.to_csv(), "as_of": format_instant(report.as_of_us),
                 "data_version": data_version, "rows": len(report.store_ids)}
     finally:
+        progress_db.close()
         db.close()

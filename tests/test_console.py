@@ -112,7 +112,7 @@ def test_report_triggered_over_http_appears(data, tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.query_one(StoresTable).row_count == 30)
             url = f"{app.service.api_address}/trigger_report"
-            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=10).read()))
+            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=120).read()))
             reports = app.query_one(ReportsTable)
             await until(pilot, lambda: reports.reports.get(body["report_id"], {}).get("status") == "Complete")
             address = app.service.api_address

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -12,6 +13,7 @@ from storemon.db import open_db
 from storemon.engine import ReportCancelled, compute_report
 from storemon.generate import generate
 from storemon.ingest import ingest
+from storemon.jobs import compute_in_process
 from storemon.polls import store_key_range
 from storemon.service import Service, ServiceConfig
 from storemon.snapshot import data_state, load_snapshot
@@ -72,3 +74,30 @@ def test_a_report_running_at_stop_is_left_queued_and_completes_at_the_next_start
         assert status["status"] == "Complete" and status["row_count"] == 4000
     finally:
         again.stop()
+
+
+def test_a_running_report_never_holds_the_write_lock(tmp_path):
+    data = tmp_path / "data"
+    generate(data, stores=1500, days=8, seed=13)
+    db_path = tmp_path / "lock.db"
+    db = open_db(db_path)
+    ingest(db, data)
+    db.execute("INSERT INTO reports (id, status, progress, interpolation, created) "
+               "VALUES ('r', 'Running', 0, 'previous', '2023-01-01T00:00:00Z')")
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.update(compute_in_process(str(db_path), "r", None, "previous")))
+    writer = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    worker.start()
+    attempts, refused = 0, 0
+    while worker.is_alive():
+        attempts += 1
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("ROLLBACK")
+        except sqlite3.OperationalError:  # "database is locked": someone holds the write lock right now
+            refused += 1
+        time.sleep(0.002)
+    worker.join()
+    assert outcome["rows"] == 1500
+    assert attempts > 10 and refused <= 5, f"the write lock was refused {refused} times in {attempts}"
+    assert db.execute("SELECT progress FROM reports WHERE id = 'r'").fetchone()[0] > 0

@@ -206,7 +206,7 @@ def test_kill_9_during_a_large_refresh_then_restart(tmp_path):
         time.sleep(0.3)
     finally:
         os.kill(process.pid, signal.SIGKILL)
-        process.communicate(timeout=30)
+        process.communicate(timeout=120)
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -220,7 +220,7 @@ def test_kill_9_during_a_large_refresh_then_restart(tmp_path):
         assert "interrupted" in statuses
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        process.communicate(timeout=120)
     assert process.returncode == 0
 
 

@@ -105,7 +105,7 @@ def test_documented_curl_exchange_and_sigterm(sample, tmp_path):
         assert status == 200 and text == report_csv(tmp_path / "s.db")
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0
     assert "Traceback" not in stderr
 
@@ -116,7 +116,7 @@ def test_port_in_use_is_one_line(sample, tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         process = serve(sample, tmp_path / "p.db", port)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1
     expected = f"storemon: error: cannot listen on 127.0.0.1:{port}: address already in use"
     assert stderr.strip().splitlines()[-1] == expected
@@ -164,7 +164,7 @@ def test_kill_9_mid_queue_then_restart_completes_every_report(larger, tmp_path):
                for i in range(6)]
     finally:
         os.kill(process.pid, signal.SIGKILL)
-        process.communicate(timeout=30)
+        process.communicate(timeout=120)
     unfinished = open_db(db).execute("SELECT COUNT(*) FROM reports WHERE status != 'Complete'").fetchone()[0]
     assert unfinished > 0, "the kill came too late to test anything"
     process = serve(larger, db, port, "--workers", "1")
@@ -176,5 +176,5 @@ def test_kill_9_mid_queue_then_restart_completes_every_report(larger, tmp_path):
             assert body["data"] == report_csv(db, None, ("previous", "nearest")[index % 2])
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        process.communicate(timeout=120)
     assert process.returncode == 0

@@ -145,7 +145,10 @@ class StoremonApp(App):
 
     def on_fleet_loaded(self, message: FleetLoaded) -> None:
         self.as_of = format_instant(message.fleet.as_of_us)
-        table = self.query_one(StoresTable)
+        tables = self.query(StoresTable)
+        if not tables:  # the app is closing and its widgets are gone
+            return
+        table = tables.first()
         first_fill = table.row_count == 0
         table.show(message.fleet.rows)
         self.update_status()
@@ -153,7 +156,8 @@ class StoremonApp(App):
             self.load_detail(table.selected_store())
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
-        self.query_one(StoreDetailPane).show(message.detail)
+        for pane in self.query(StoreDetailPane):
+            pane.show(message.detail)
 
     def on_service_changed(self, message: ServiceChanged) -> None:
         if self._closing:
