@@ -98,11 +98,15 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_start ON incidents(start);
 
--- Notifications sent for incidents: one row per (incident, kind) once delivered, so each is sent once.
+CREATE INDEX IF NOT EXISTS incidents_ongoing ON incidents(store) WHERE "end" IS NULL;
+
+-- The ongoing incidents whose "down" message reached a notification target (storemon/alerts.py): one row per incident
+-- and target (a digest of its apprise URL), deleted once the "up" message reached it too; so each message reaches
+-- each target once, across restarts.
 CREATE TABLE IF NOT EXISTS alerts (
     store INTEGER NOT NULL,
     start INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('down', 'up')),
+    target TEXT NOT NULL,
     sent TEXT NOT NULL,
-    PRIMARY KEY (store, start, kind)
+    PRIMARY KEY (store, start, target)
 );

@@ -1,7 +1,7 @@
 """The HTTP API: a Bottle application that translates requests into calls on the service, and back into JSON.
 
-Endpoints: `/trigger_report`, `/get_report` (GET or POST), `/reports`, `/incidents`, `/health`, `/refreshes`,
-`POST /refresh`.
+Endpoints: `/trigger_report`, `/get_report` (GET or POST), `/reports`, `/incidents`, `/health`, `/metrics`,
+`/refreshes`, `POST /refresh`.
 Every answer is JSON (or the report CSV on request); every error is a JSON body with a status code, never a
 traceback: those go to the log.
 """
@@ -35,6 +35,7 @@ class Backend(Protocol):
     def health(self) -> dict: ...
     def recent_refreshes(self, limit: int) -> list[dict]: ...
     def refresh_now(self, wait_seconds: float) -> dict | None: ...
+    def metrics_text(self) -> tuple[bytes, str]: ...
 
 
 class RequestError(Exception):
@@ -174,6 +175,13 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
     def health():
         body = backend.health()
         return json_response(body, 200 if body.get("database") == "ok" else 503)
+
+    @app.get("/metrics")
+    @endpoint
+    def metrics():
+        text, content_type = backend.metrics_text()
+        bottle.response.content_type = content_type
+        return text
 
     @app.get("/refreshes")
     @endpoint

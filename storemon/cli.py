@@ -37,10 +37,22 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
                         help="seconds between data refreshes (default: 3600)")
     parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
     _add_retain_days(parser)
-    parser.add_argument("--trigger-limit", type=int, default=60, metavar="N",
-                        help="reports a client may trigger a minute, in bursts of up to N; 0: no limit (default: 60)")
-    parser.add_argument("--keep-reports", type=int, default=1000, metavar="N",
-                        help="finished reports kept in the database, newest first; 0 keeps all (default: 1000)")
+    from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES
+    from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE
+    from storemon.jobs import DEFAULT_KEEP_REPORTS
+
+    parser.add_argument("--trigger-limit", type=int, default=DEFAULT_TRIGGERS_PER_MINUTE, metavar="N",
+                        help="reports a client may trigger a minute, in bursts of up to N; 0: no limit "
+                             f"(default: {DEFAULT_TRIGGERS_PER_MINUTE})")
+    parser.add_argument("--keep-reports", type=int, default=DEFAULT_KEEP_REPORTS, metavar="N",
+                        help="finished reports kept in the database, newest first; 0 keeps all "
+                             f"(default: {DEFAULT_KEEP_REPORTS})")
+    parser.add_argument("--notify", action="append", default=[], metavar="URL",
+                        help="send a message when a store is down during business hours, and when it is back, to "
+                             "this apprise URL (Slack, Teams, e-mail, ntfy, json://host/path...); repeatable")
+    parser.add_argument("--alert-after", type=float, default=DEFAULT_ALERT_AFTER_MINUTES, metavar="MINUTES",
+                        help="notify once an incident has lasted this long, in data time "
+                             f"(default: {DEFAULT_ALERT_AFTER_MINUTES})")
 
 
 def _check_retain_days(days: int) -> None:
@@ -239,10 +251,19 @@ def _service_config(args: argparse.Namespace):
     _check_retain_days(args.retain_days)
     if args.trigger_limit < 0 or args.keep_reports < 0:
         raise CommandError("--trigger-limit and --keep-reports must be 0 or more")
+    if not args.alert_after >= 0:
+        raise CommandError("--alert-after must be 0 or more minutes")
+    from storemon.alerts import BadNotifyUrl, check_url
+
+    try:
+        urls = tuple(check_url(url) for url in args.notify)
+    except BadNotifyUrl as exc:
+        raise CommandError(str(exc)) from None
     _open_db(args.db).close()  # a database that cannot be opened is a one-line error, before anything starts
     return ServiceConfig(Path(args.data_dir), Path(args.db), args.host, args.port, args.workers,
                          args.refresh_interval, retain_days=args.retain_days,
-                         triggers_per_minute=args.trigger_limit, keep_reports=args.keep_reports)
+                         triggers_per_minute=args.trigger_limit, keep_reports=args.keep_reports,
+                         notify_urls=urls, alert_after_minutes=args.alert_after)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

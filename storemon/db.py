@@ -14,7 +14,7 @@ import numpy as np
 import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaError(Exception):
@@ -62,6 +62,8 @@ def _upgrade(db: sqlite_utils.Database) -> None:
         legacy = version is None and "poll_series" in db.table_names()
         if legacy and "ingest_runs" in db.table_names() and "owner" not in db["ingest_runs"].columns_dict:
             db.execute("ALTER TABLE ingest_runs ADD COLUMN owner TEXT")
+        if version == 2 and "target" not in db["alerts"].columns_dict:
+            db.execute("DROP TABLE alerts")  # version 2 created it without its target column and never wrote to it
         _apply_schema(db)
         if legacy:
             _from_poll_series(db)

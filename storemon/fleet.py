@@ -86,10 +86,7 @@ def load_fleet(db: sqlite_utils.Database) -> Fleet:
         return Fleet(None, [], report_id)
     keys, last_ts, last_active = last.store, last.ts, last.active
     as_of = int(last_ts.max())
-    open_store, begin, end = hours.open_intervals(
-        keys, hours_rows[:, 0], hours_rows[:, 1], hours_rows[:, 2], hours_rows[:, 3], zones, as_of, as_of + 1
-    )
-    open_now = np.isin(keys, open_store[(begin <= as_of) & (as_of < end)])
+    open_now = open_at(keys, hours_rows, zones, as_of)
     local_times: dict[str, str] = {}
     rows = []
     for key, ts, active, is_open in zip(keys.tolist(), last_ts.tolist(), last_active.tolist(), open_now.tolist()):
@@ -105,6 +102,41 @@ def load_fleet(db: sqlite_utils.Database) -> Fleet:
         ))
     rows.sort(key=lambda r: r.store_id)
     return Fleet(as_of, rows, report_id)
+
+
+def open_at(keys: np.ndarray, hours_rows: np.ndarray, zones: dict[int, str], instant_us: int) -> np.ndarray:
+    """Whether each store of `keys` is open at `instant_us` (SPEC section 3); `hours_rows` is (store, day,
+    start_us, end_us)."""
+    open_store, begin, end = hours.open_intervals(
+        keys, hours_rows[:, 0], hours_rows[:, 1], hours_rows[:, 2], hours_rows[:, 3], zones, instant_us,
+        instant_us + 1,
+    )
+    return np.isin(keys, open_store[(begin <= instant_us) & (instant_us < end)])
+
+
+@dataclass(frozen=True)
+class FleetNow:
+    """How many stores there are, are open, and are down (open, latest poll inactive) at the data's latest
+    instant, which is `latest_us`."""
+
+    stores: int
+    open: int
+    down: int
+    latest_us: int | None
+
+
+def fleet_now(db: sqlite_utils.Database) -> FleetNow:
+    """The fleet's counts at the data's latest instant (what the metrics and the console header show)."""
+    with read_transaction(db):
+        last = polls.latest(db)
+        zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
+        hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
+                              dtype=np.int64).reshape(-1, 4)
+    if len(last) == 0:
+        return FleetNow(0, 0, 0, None)
+    as_of = int(last.ts.max())
+    open_now = open_at(last.store, hours_rows, zones, as_of)
+    return FleetNow(len(last), int(open_now.sum()), int((open_now & ~last.active).sum()), as_of)
 
 
 def local_time(micros: int, zone) -> str:

@@ -74,7 +74,8 @@ class ReportJobs:
     """The report queue and its workers. `start()` re-queues unfinished reports; `stop()` leaves them resumable."""
 
     def __init__(self, db_path: str | Path, workers: int = 2,
-                 on_change: Callable[[str], None] | None = None, keep_reports: int = DEFAULT_KEEP_REPORTS) -> None:
+                 on_change: Callable[[str], None] | None = None, keep_reports: int = DEFAULT_KEEP_REPORTS,
+                 on_finish: Callable[[str, float | None], None] | None = None) -> None:
         self.db_path = str(db_path)
         self.keep_reports = keep_reports
         # Reports that failed where even their failure could not be stored: the API answers Failed for them.
@@ -88,6 +89,7 @@ class ReportJobs:
         # The pool's resource tracker needs a real stderr to start: start it now, before a console captures it.
         resource_tracker.ensure_running()
         self._on_change = on_change
+        self._on_finish = on_finish
 
     def start(self) -> None:
         db = open_db(self.db_path)
@@ -163,7 +165,7 @@ class ReportJobs:
                 except sqlite3.Error as exc:  # the database cannot record it (a full disk, say): fail it here
                     log.error("report %s failed: cannot use the database: %s", report_id, exc)
                     self.unstored_failures[report_id] = f"storage failure: {exc}"
-                    self._notify(report_id)
+                    self._finished(report_id, FAILED, None)
                 except Exception:
                     log.exception("report %s: worker error", report_id)
         finally:
@@ -179,6 +181,7 @@ class ReportJobs:
             return
         db.execute("UPDATE reports SET status = ?, started = ?, progress = 0 WHERE id = ?",
                    [RUNNING, now_iso(), report_id])
+        started = time.monotonic()
         self._notify(report_id)
         try:
             pending = self._pool.apply_async(compute_in_process,
@@ -204,7 +207,7 @@ class ReportJobs:
             log.error("report %s failed: %s: %s", report_id, type(exc).__name__, exc)
             db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
                        [FAILED, now_iso(), f"{type(exc).__name__}: {exc}", report_id])
-            self._notify(report_id)
+            self._finished(report_id, FAILED, time.monotonic() - started)
             return
         try:
             db.execute(
@@ -218,9 +221,17 @@ class ReportJobs:
             self.unstored_failures[report_id] = f"cannot store the report: {exc}"
             db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
                        [FAILED, now_iso(), f"cannot store the report: {exc}", report_id])
-            self._notify(report_id)
+            self._finished(report_id, FAILED, time.monotonic() - started)
             return
         self._forget_old_reports(db)
+        self._finished(report_id, COMPLETE, time.monotonic() - started)
+
+    def _finished(self, report_id: str, status: str, seconds: float | None) -> None:
+        if self._on_finish is not None:
+            try:
+                self._on_finish(status, seconds)
+            except Exception:
+                log.exception("report finish listener failed")
         self._notify(report_id)
 
     def _forget_old_reports(self, db) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,8 +97,10 @@ class Refresher:
     def _refresh(self) -> None:
         """One refresh; never raises."""
         self._refreshing = True
+        started = time.monotonic()
         try:
             result = self._ingest()
+            result["seconds"] = round(time.monotonic() - started, 3)
             self._failures = 0 if result["ok"] else self._failures + 1
         finally:
             self._refreshing = False

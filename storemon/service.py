@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storemon import incidents
+from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES, Alert, Notifier
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.db import get_meta, open_db
+from storemon.fleet import FleetNow, fleet_now
 from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
 from storemon.jobs import (
     DEFAULT_KEEP_REPORTS,
@@ -27,6 +29,7 @@ from storemon.jobs import (
     SUMMARY_NAMES,
     ReportJobs,
 )
+from storemon.metrics import Metrics
 from storemon.parse import format_instant
 from storemon.refresh import Refresher
 from storemon.server import ApiServer, PortUnavailable
@@ -49,15 +52,19 @@ class ServiceConfig:
     retain_days: int = DEFAULT_RETAIN_DAYS
     triggers_per_minute: int = DEFAULT_TRIGGERS_PER_MINUTE
     keep_reports: int = DEFAULT_KEEP_REPORTS
+    notify_urls: tuple[str, ...] = ()
+    alert_after_minutes: float = DEFAULT_ALERT_AFTER_MINUTES
 
 
 @dataclass(frozen=True)
 class Change:
-    """What changed: `kind` is 'report' (with its id) or 'refresh' (with its result)."""
+    """What changed: `kind` is 'report' (with its id), 'refresh' (with its result) or 'alert' (a notification
+    was sent)."""
 
     kind: str
     report_id: str | None = None
     refresh: dict | None = None
+    alert: Alert | None = None
 
 
 class Service:
@@ -67,13 +74,18 @@ class Service:
         self.config = config
         self._local = threading.local()
         self._listeners: list[Callable[[Change], None]] = []
+        self.metrics = Metrics(lambda: vars(self.fleet_now()))
         self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed,
-                               keep_reports=config.keep_reports)
+                               keep_reports=config.keep_reports, on_finish=self.metrics.report_done)
         self.refresher = Refresher(config.data_dir, config.db_path, config.refresh_interval,
                                    on_refresh=self._refreshed, busy_timeout=config.busy_timeout,
                                    retain_days=config.retain_days)
+        self.notifier = Notifier(str(config.db_path), list(config.notify_urls), config.alert_after_minutes,
+                                 on_sent=lambda alert: self._emit(Change("alert", alert=alert)))
         self.app = build_app(self, config.triggers_per_minute)
-        self.server = ApiServer(self.app, config.host, config.port, config.api_threads)
+        self.server = ApiServer(self.metrics.count_requests(self.app), config.host, config.port,
+                                config.api_threads)
+        self._fleet_now: tuple[int, FleetNow] | None = None
         self.api_error: str | None = None
         self.started = False
 
@@ -95,6 +107,7 @@ class Service:
             self.api_error = str(exc)
             log.warning("%s", exc)
         self.jobs.start()
+        self.notifier.start()
         self.refresher.start()
         self.started = True
         log.info("service started: data %s, database %s, API %s", self.config.data_dir, self.config.db_path,
@@ -109,6 +122,7 @@ class Service:
         self.jobs.stop()
         self.server.stop()
         self.refresher.stop()
+        self.notifier.stop()
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
@@ -134,6 +148,8 @@ class Service:
 
     def _refreshed(self, result: dict) -> None:
         self.jobs.data_ready.set()
+        self.metrics.refresh_done(result["ok"], result.get("seconds", 0.0))
+        self.notifier.wake()
         self._emit(Change("refresh", refresh=result))
 
     def _emit(self, change: Change) -> None:
@@ -170,6 +186,18 @@ class Service:
 
     def incidents(self, store_id: str | None, since_us: int | None, ongoing: bool, limit: int) -> list[dict]:
         return incidents.listing(self.db(), store_id, since_us, ongoing, limit)
+
+    def fleet_now(self) -> FleetNow:
+        """Stores, open and down at the data's latest instant (read again only when the data version changed)."""
+        db = self.db()
+        version = int(get_meta(db, "data_version", 0) or 0)
+        cached = self._fleet_now
+        if cached is None or cached[0] != version:
+            cached = self._fleet_now = (version, fleet_now(db))
+        return cached[1]
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return self.metrics.exposition()
 
     def recent_refreshes(self, limit: int = 20) -> list[dict]:
         rows = self.db().execute(
