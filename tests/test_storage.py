@@ -217,6 +217,21 @@ def test_a_version_1_database_is_upgraded_on_open(tmp_path):
             report_csv(tmp_path / "new.db", None, interpolation)
 
 
+def test_a_version_2_database_gets_the_alerts_table_of_version_3(tmp_path):
+    db = open_db(tmp_path / "v2.db")
+    db.execute("DROP TABLE alerts")
+    db.execute("CREATE TABLE alerts (store INTEGER NOT NULL, start INTEGER NOT NULL, kind TEXT NOT NULL, "
+               "sent TEXT NOT NULL, PRIMARY KEY (store, start, kind))")
+    db.execute("DROP INDEX incidents_ongoing")
+    db.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+    db.close()
+    db = open_db(tmp_path / "v2.db")
+    assert get_meta(db, "schema_version") == SCHEMA_VERSION == 3
+    assert set(db["alerts"].columns_dict) == {"store", "start", "target", "sent"}
+    assert "incidents_ongoing" in [index.name for index in db["incidents"].indexes]
+    db.close()
+
+
 def test_a_database_from_a_newer_storemon_is_refused_in_one_line(tmp_path):
     db = open_db(tmp_path / "s.db")
     db.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
