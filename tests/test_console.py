@@ -9,10 +9,15 @@ import time
 import urllib.request
 
 import pytest
-from conftest import report_csv
+from conftest import POLL_HEADER, report_csv, write_csv, write_data
+from test_alerts import HOURS as ALERT_HOURS
+from test_alerts import POLLS as ALERT_POLLS
+from test_alerts import ZONES as ALERT_ZONES
+from textual.widgets import DataTable
 
 from storemon.console.app import StoremonApp
 from storemon.console.help_screen import HelpScreen
+from storemon.console.incidents_screen import IncidentsScreen
 from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.stores_table import StoresTable
@@ -153,3 +158,44 @@ def test_q_quits_and_stops_the_service(data, tmp_path):
     assert app.return_code == 0 and not app.service.started
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{address}/health", timeout=2)
+
+
+class BellCountingApp(StoremonApp):
+    """The console, counting the times it rings the terminal bell."""
+
+    bells = 0
+
+    def bell(self) -> None:
+        self.bells += 1
+        super().bell()
+
+
+def test_down_count_incidents_view_and_a_new_incident_rings(tmp_path):
+    data = write_data(tmp_path / "data", ALERT_POLLS, ALERT_HOURS, ALERT_ZONES)
+
+    async def scenario():
+        service = Service(ServiceConfig(data, tmp_path / "i.db", port=0, refresh_interval=3600))
+        app = BellCountingApp(service, export_dir=tmp_path / "exports", log_path=tmp_path / "console.log")
+        async with app.run_test(size=SIZE) as pilot:
+            stores = app.query_one(StoresTable)
+            await until(pilot, lambda: stores.row_count == 5)
+            await until(pilot, lambda: "2 down now" in str(app.query_one(StatusBar).render()))
+            assert app.bells == 0  # the stores already down at the start are not news
+            await pilot.press("i")
+            await until(pilot, lambda: isinstance(app.screen, IncidentsScreen)
+                        and any(table.row_count == 3 for table in app.screen.query(DataTable)))
+            table = app.screen.query_one(DataTable)
+            rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+            assert rows == [["S", "DOWN", "2023-01-23 15:00:00", "", "01:00"],
+                            ["T", "DOWN", "2023-01-23 15:55:00", "", "5 min"],
+                            ["U", "ended", "2023-01-23 14:10:00", "2023-01-23 14:50:00", "40 min"]]
+            await pilot.press("down", "enter")
+            await until(pilot, lambda: not isinstance(app.screen, IncidentsScreen))
+            assert stores.selected_store() == "T"
+            write_csv(data / "store_status.csv", POLL_HEADER, ALERT_POLLS + [("W", "2023-01-23 16:30:00", "inactive")])
+            await pilot.press("u")
+            await until(pilot, lambda: app.bells == 1)
+            assert any("W" in n.message and n.title == "New incident" for n in app._notifications)
+            await until(pilot, lambda: "3 down now" in str(app.query_one(StatusBar).render()))
+
+    asyncio.run(scenario())

@@ -20,7 +20,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input
 
 from storemon.console.help_screen import HelpScreen
-from storemon.console.messages import DetailLoaded, FleetLoaded, ServiceChanged
+from storemon.console.incidents_screen import RECENT, IncidentsScreen, ordered
+from storemon.console.messages import DetailLoaded, FleetLoaded, IncidentsLoaded, ServiceChanged
 from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.store_detail import StoreDetailPane
@@ -50,6 +51,7 @@ class StoremonApp(App):
         Binding("r", "run_report", "Run report"),
         Binding("e", "export", "Export"),
         Binding("u", "refresh", "Refresh"),
+        Binding("i", "incidents", "Incidents"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
@@ -72,6 +74,7 @@ class StoremonApp(App):
         self._detail_for: str | None = None
         self._closing = False
         self._detail_timer: Timer | None = None
+        self.down: set[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -107,6 +110,8 @@ class StoremonApp(App):
         yield SystemCommand("Run report", "Compute a report on the latest data (r)", self.action_run_report)
         yield SystemCommand("Export report", "Write the selected report to a CSV file (e)", self.action_export)
         yield SystemCommand("Refresh data", "Re-ingest the data directory now (u)", self.action_refresh)
+        yield SystemCommand("Incidents", "Stores down now during business hours, then recent outages (i)",
+                            self.action_incidents)
         yield SystemCommand("Filter stores", "Show only the stores whose id contains some text (/)",
                             self.action_filter)
         yield SystemCommand("Help", "Keys, and where the log and exports are (?)", self.action_help)
@@ -116,6 +121,12 @@ class StoremonApp(App):
     @work(thread=True, exclusive=True, group="fleet")
     def load_fleet(self) -> None:
         self.post_message(FleetLoaded(load_fleet(self.service.db())))
+
+    @work(thread=True, exclusive=True, group="incidents")
+    def load_incidents(self) -> None:
+        ongoing = self.service.incidents(None, None, True, 10_000)
+        recent = self.service.incidents(None, None, False, RECENT)
+        self.post_message(IncidentsLoaded(ordered(ongoing, recent)))
 
     @work(thread=True, exclusive=True, group="detail")
     def load_detail(self, store_id: str) -> None:
@@ -151,9 +162,36 @@ class StoremonApp(App):
         table = tables.first()
         first_fill = table.row_count == 0
         table.show(message.fleet.rows)
+        if message.fleet.as_of_us is not None:
+            self.announce_new_incidents({row.store_id for row in message.fleet.rows if row.offline_in_hours})
         self.update_status()
         if first_fill and table.row_count:
             self.load_detail(table.selected_store())
+
+    def announce_new_incidents(self, down: set[str]) -> None:
+        """Ring the bell and say which stores went down since the last look at the data (not at the first)."""
+        new = sorted(down - self.down) if self.down is not None else []
+        self.down = down
+        if new:
+            self.bell()
+            names = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+            self.notify(f"down during business hours: {names} (press i)", title="New incident",
+                        severity="error", timeout=15)
+
+    def on_incidents_loaded(self, message: IncidentsLoaded) -> None:
+        self.push_screen(IncidentsScreen(message.incidents), self.show_store)
+
+    def show_store(self, store_id: str | None) -> None:
+        """Select `store_id` in the stores table (clearing a filter that hides it) and show its detail."""
+        if store_id is None:
+            return
+        table = self.query_one(StoresTable)
+        if store_id not in table.rows:
+            self.action_clear_filter()
+        if store_id in table.rows:
+            table.move_cursor(row=table.get_row_index(store_id))
+        table.focus()
+        self.load_detail(store_id)
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         for pane in self.query(StoreDetailPane):
@@ -211,7 +249,7 @@ class StoremonApp(App):
         refresh = self.service.last_refresh()
         api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
         self.query_one(StatusBar).show(as_of=self.as_of, refresh=refresh, next_refresh=self.service.refresher.next_run,
-                                       api=api)
+                                       api=api, down=None if self.down is None else len(self.down))
 
     def update_reports(self) -> None:
         table = self.query_one(ReportsTable)
@@ -241,6 +279,9 @@ class StoremonApp(App):
     def action_refresh(self) -> None:
         self.service.refresh_now(0)
         self.notify("refreshing the data...")
+
+    def action_incidents(self) -> None:
+        self.load_incidents()
 
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)

@@ -12,6 +12,7 @@ KEYS = (
     ("r", "run a report (latest data, previous interpolation)"),
     ("e", "export the selected report (default: the latest complete one) as CSV"),
     ("u", "refresh the data now"),
+    ("i", "incidents: stores down now during business hours, then recent outages (Enter shows the store)"),
     ("/", "filter the stores by id (Escape clears)"),
     ("s / S", "sort the stores by the next column / reverse the order (or click a column header)"),
     ("tab", "move between the stores table and the reports pane"),

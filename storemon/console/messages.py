@@ -30,3 +30,11 @@ class DetailLoaded(Message):
     def __init__(self, detail: StoreDetail | None) -> None:
         super().__init__()
         self.detail = detail
+
+
+class IncidentsLoaded(Message):
+    """Incidents for the incidents view, loaded by a worker, in the order it shows them."""
+
+    def __init__(self, incidents: list[dict]) -> None:
+        super().__init__()
+        self.incidents = incidents

@@ -1,4 +1,4 @@
-"""The header line: the data's as_of, the last refresh and its result, the next refresh, the API address."""
+"""The header: the data's as_of, the stores down now, the API address; the last refresh and the next one."""
 
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ class StatusBar(Static):
     }
     """
 
-    def show(self, *, as_of: str | None, refresh: dict | None, next_refresh: str | None, api: str) -> None:
+    def show(self, *, as_of: str | None, refresh: dict | None, next_refresh: str | None, api: str,
+             down: int | None = None) -> None:
         text = Text()
         text.append("storemon", style="bold")
         text.append("  data as of ")
         text.append(as_of[:19].replace("T", " ") + " UTC" if as_of else "(no data yet)", style="bold")
+        if down is not None:
+            text.append("   ")
+            text.append(f"{down} down now", style="bold white on red" if down else "bold green")
         text.append("   API ")
         text.append(api, style="bold" if api.startswith("http") else "bold red")
         text.append("\n")
