@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -148,3 +150,12 @@ def test_metrics_count_stores_down_now_and_the_service_work(tmp_path):
     assert values["storemon_refresh_duration_seconds_count"] == 1
     assert values['storemon_api_requests_total{route="/health",status="200"}'] == 1
     assert values['storemon_api_requests_total{route="other",status="404"}'] == 1
+
+
+def test_serve_refuses_an_unknown_notify_url_in_one_line(tmp_path):
+    data = write_data(tmp_path / "data", POLLS, HOURS, ZONES)
+    done = subprocess.run([sys.executable, "-m", "storemon", "serve", "--data-dir", str(data), "--db",
+                           str(tmp_path / "s.db"), "--notify", "nosuchservice://x", "--port", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "--notify: apprise does not understand this URL (nosuchservice://...)" in done.stderr
