@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import apprise
 import sqlite_utils
 
+from storemon.background import BackgroundThread, tell
 from storemon.db import get_meta, open_db, write_transaction
 from storemon.ingest import now_iso
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
@@ -125,38 +125,31 @@ def record(db: sqlite_utils.Database, alert: Alert, target: str) -> None:
                        [alert.store, alert.start, target])
 
 
-class Notifier:
+class Notifier(BackgroundThread):
     """Sends due messages to each --notify URL on its own thread, woken by each refresh (and every RETRY_S while
     a target fails), so that a slow or failing target never holds up a refresh."""
 
+    thread_name = "notifier"
+
     def __init__(self, db_path: str, urls: list[str], alert_after_minutes: float = DEFAULT_ALERT_AFTER_MINUTES,
                  on_sent=None) -> None:
+        super().__init__()
         self.db_path = db_path
         self.targets = {target_key(url): url for url in urls}
         self.alert_after_us = int(alert_after_minutes * US_PER_MINUTE)
         self.on_sent = on_sent
         self.sent = 0
         self.failed = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.targets:
-            self._thread = threading.Thread(target=self._loop, name="notifier", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+            super().start()
 
     def wake(self) -> None:
         """Look for due messages now (after a refresh)."""
         self._wake.set()
 
-    def _loop(self) -> None:
+    def run(self) -> None:
         db = open_db(self.db_path)
         failing = False
         try:
@@ -193,6 +186,5 @@ class Notifier:
                 record(db, alert, key)
                 self.sent += 1
                 log.info("notified target %s: store %s %s", key, alert.store_id, alert.kind)
-                if self.on_sent is not None:
-                    self.on_sent(alert)
+                tell(self.on_sent, alert, what="notification listener")
         return failing

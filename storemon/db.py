@@ -121,37 +121,28 @@ def _from_poll_series(db: sqlite_utils.Database) -> None:
     set_meta(db, "polled_stores", stores)
 
 
-class write_transaction:  # noqa: N801 - used as a context manager, like a function
-    """`BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK` on an exception): the write lock is taken up front, waiting
-    for other writers within the busy timeout, so the transaction never fails half-way to upgrade its lock."""
-
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite_utils.Database:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.db.execute("COMMIT")
-        elif self.db.conn.in_transaction:
-            self.db.execute("ROLLBACK")
-
-
 class read_transaction:  # noqa: N801 - used as a context manager, like a function
-    """`BEGIN` ... `COMMIT`: every read inside sees one snapshot of the database."""
+    """`BEGIN` ... `COMMIT` (or `ROLLBACK` on an exception): every read inside sees one snapshot of the database."""
+
+    begin = "BEGIN"
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
     def __enter__(self) -> sqlite_utils.Database:
-        self.db.execute("BEGIN")
+        self.db.execute(self.begin)
         return self.db
 
     def __exit__(self, kind, value, traceback) -> None:
         if self.db.conn.in_transaction:
             self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+class write_transaction(read_transaction):  # noqa: N801 - used as a context manager, like a function
+    """`BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK` on an exception): the write lock is taken up front, waiting
+    for other writers within the busy timeout, so the transaction never fails half-way to upgrade its lock."""
+
+    begin = "BEGIN IMMEDIATE"
 
 
 def get_meta(db: sqlite_utils.Database, key: str, default: object = None) -> object:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
 
+from storemon.background import tell
 from storemon.compute import report_from_db
 from storemon.db import open_db
 from storemon.engine import INTERPOLATIONS
@@ -144,11 +145,7 @@ class ReportJobs:
         return report_id
 
     def _notify(self, report_id: str) -> None:
-        if self._on_change is not None:
-            try:
-                self._on_change(report_id)
-            except Exception:
-                log.exception("report change listener failed")
+        tell(self._on_change, report_id, what="report change listener")
 
     def _work(self) -> None:
         db = open_db(self.db_path)
@@ -227,11 +224,7 @@ class ReportJobs:
         self._finished(report_id, COMPLETE, time.monotonic() - started)
 
     def _finished(self, report_id: str, status: str, seconds: float | None) -> None:
-        if self._on_finish is not None:
-            try:
-                self._on_finish(status, seconds)
-            except Exception:
-                log.exception("report finish listener failed")
+        tell(self._on_finish, status, seconds, what="report finish listener")
         self._notify(report_id)
 
     def _forget_old_reports(self, db) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import schedule
 
+from storemon.background import BackgroundThread, tell
 from storemon.db import open_db
 from storemon.ingest import (
     DEFAULT_RETAIN_DAYS,
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 RETRY_FIRST_S = 5.0
 
 
-class Refresher:
+class Refresher(BackgroundThread):
     """Runs refreshes on its own thread: once at start, then every `interval` seconds, and on request."""
+
+    thread_name = "refresher"
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Refresher:
         busy_timeout: float = 30.0,
         retain_days: int = DEFAULT_RETAIN_DAYS,
     ) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir)
         self.db_path = str(db_path)
         self.interval = interval
@@ -54,24 +58,11 @@ class Refresher:
         self.last_result: dict | None = None
         self.next_run: str | None = None
         self._scheduler = schedule.Scheduler()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._finished = threading.Condition()
         self._count = 0
         self._refreshing = False
         self._unrecorded: list[dict] = []
         self._failures = 0
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def refresh_now(self, wait_seconds: float = 0.0) -> dict | None:
         """Ask for a refresh now; wait up to `wait_seconds` for it and return its result (None if not done)."""
@@ -81,7 +72,7 @@ class Refresher:
             done = self._finished.wait_for(lambda: self._count >= target, timeout=wait_seconds)
         return self.last_result if done else None
 
-    def _loop(self) -> None:
+    def run(self) -> None:
         self._refresh()
         while not self._stop.is_set():
             idle = self._scheduler.idle_seconds
@@ -110,11 +101,7 @@ class Refresher:
         with self._finished:
             self._count += 1
             self._finished.notify_all()
-        if self.on_refresh is not None:
-            try:
-                self.on_refresh(result)
-            except Exception:
-                log.exception("refresh listener failed")
+        tell(self.on_refresh, result, what="refresh listener")
 
     def _scheduler_reset(self) -> None:
         """The next scheduled refresh is one interval after this one ended, however this one was started; after a

@@ -17,6 +17,7 @@ from pathlib import Path
 from storemon import incidents
 from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES, Alert, Notifier
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
+from storemon.background import tell
 from storemon.db import get_meta, open_db
 from storemon.fleet import FleetNow, fleet_now
 from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
@@ -154,10 +155,7 @@ class Service:
 
     def _emit(self, change: Change) -> None:
         for callback in list(self._listeners):
-            try:
-                callback(change)
-            except Exception:
-                log.exception("change listener failed")
+            tell(callback, change, what="change listener")
 
     # The API's backend.
 
