@@ -32,7 +32,7 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
     _add_db(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8081, help="API port (default: 8081)")
-    parser.add_argument("--workers", type=int, default=2, help="report worker threads (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="report worker processes (default: 2)")
     parser.add_argument("--refresh-interval", type=float, default=3600.0, metavar="SECONDS",
                         help="seconds between data refreshes (default: 3600)")
     parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
@@ -92,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="write a Loop-shaped sample data set")
     generate.add_argument("--out", required=True, help="directory to write the three CSV files to")
-    generate.add_argument("--stores", type=int, default=200)
-    generate.add_argument("--days", type=int, default=8)
-    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--stores", type=int, default=200, help="number of stores (default: 200)")
+    generate.add_argument("--days", type=int, default=8, help="days of polls, ending at the as_of (default: 8)")
+    generate.add_argument("--seed", type=int, default=1, help="random seed: the same seed, the same files "
+                                                               "(default: 1)")
 
     serve = commands.add_parser("serve", help="run the service headless: refresh, report workers and the HTTP API")
     _add_service_options(serve)
@@ -115,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["console", *argv]  # `storemon [serve's options]` opens the console
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["console", *(argv or [])])
     try:
         return COMMANDS[args.command](args)
     except CommandError as exc:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +15,7 @@ import sqlite_utils
 
 from storemon import hours, polls
 from storemon.db import read_transaction
-from storemon.engine import WINDOWS_US, StatusIntegral
+from storemon.engine import WINDOWS_US, StatusIntegral, csv_field
 from storemon.snapshot import data_state
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
 
@@ -40,37 +42,51 @@ class FleetRow:
 
 
 @dataclass(frozen=True)
+class ReportRef:
+    """Which report figures come from: its id and as_of (ISO-8601)."""
+
+    id: str
+    as_of: str
+
+
+@dataclass(frozen=True)
 class Fleet:
+    """Every store at the data's latest instant, and the report its uptime figures come from."""
+
     as_of_us: int | None
     rows: list[FleetRow]
-    report_id: str | None
+    report: ReportRef | None
 
 
-def latest_report(db: sqlite_utils.Database) -> tuple[str | None, dict[str, list[str]]]:
-    """The latest complete report: its id and {store_id: its six figures}."""
+def latest_report(db: sqlite_utils.Database) -> tuple[ReportRef | None, dict[str, list[str]]]:
+    """The latest complete report and {store_id: its six figures}."""
     row = db.execute(
-        "SELECT id, csv FROM reports WHERE status = 'Complete' ORDER BY finished DESC, rowid DESC LIMIT 1"
+        "SELECT id, as_of, csv FROM reports WHERE status = 'Complete' ORDER BY finished DESC, rowid DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None, {}
-    figures = {}
-    for line in row[1].splitlines()[1:]:
-        store_id, *values = line.split(",")
-        figures[store_id] = values
-    return row[0], figures
+    lines = csv.reader(io.StringIO(row[2]))
+    next(lines, None)
+    return ReportRef(row[0], row[1]), {line[0]: line[1:] for line in lines if line}
 
 
-def report_row(db: sqlite_utils.Database, store_id: str) -> list[str] | None:
-    """One store's six figures in the latest complete report (found inside the stored CSV, not parsed whole)."""
+def report_row(db: sqlite_utils.Database, store_id: str) -> tuple[ReportRef | None, list[str] | None]:
+    """The latest complete report and one store's six figures in it (found inside the stored CSV, not parsed
+    whole; None if the report has no row for the store)."""
     row = db.execute(
         """
-        WITH latest AS (SELECT csv FROM reports WHERE status = 'Complete' ORDER BY finished DESC, rowid DESC LIMIT 1),
-             found AS (SELECT csv, instr(csv, char(10) || :id || ',') AS at FROM latest)
-        SELECT substr(csv, at + 1, instr(substr(csv, at + 1), char(10)) - 1) FROM found WHERE at > 0
+        WITH latest AS (SELECT id, as_of, csv FROM reports WHERE status = 'Complete'
+                        ORDER BY finished DESC, rowid DESC LIMIT 1),
+             found AS (SELECT id, as_of, csv, instr(csv, char(10) || :field || ',') AS at FROM latest)
+        SELECT id, as_of, CASE WHEN at > 0 THEN substr(csv, at + 1, instr(substr(csv, at + 1), char(10)) - 1) END
+        FROM found
         """,
-        {"id": store_id},
+        {"field": csv_field(store_id)},
     ).fetchone()
-    return row[0].split(",")[1:] if row else None
+    if row is None:
+        return None, None
+    figures = next(csv.reader([row[2]]))[1:] if row[2] else None
+    return ReportRef(row[0], row[1]), figures
 
 
 def load_fleet(db: sqlite_utils.Database) -> Fleet:
@@ -81,9 +97,9 @@ def load_fleet(db: sqlite_utils.Database) -> Fleet:
         zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
         hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
                               dtype=np.int64).reshape(-1, 4)
-        report_id, figures = latest_report(db)
+        report, figures = latest_report(db)
     if len(last) == 0:
-        return Fleet(None, [], report_id)
+        return Fleet(None, [], report)
     keys, last_ts, last_active = last.store, last.ts, last.active
     as_of = int(last_ts.max())
     open_now = open_at(keys, hours_rows, zones, as_of)
@@ -101,7 +117,7 @@ def load_fleet(db: sqlite_utils.Database) -> Fleet:
             report_row[1] if report_row else "", report_row[2] if report_row else "",
         ))
     rows.sort(key=lambda r: r.store_id)
-    return Fleet(as_of, rows, report_id)
+    return Fleet(as_of, rows, report)
 
 
 def open_at(keys: np.ndarray, hours_rows: np.ndarray, zones: dict[int, str], instant_us: int) -> np.ndarray:
@@ -153,6 +169,7 @@ class StoreDetail:
     day_timeline: list[tuple[float, float]]
     week_timeline: list[tuple[float, float]]
     figures: list[str] | None
+    report: ReportRef | None
 
 
 def format_time_of_day(micros: int) -> str:
@@ -186,7 +203,7 @@ def store_detail(db: sqlite_utils.Database, store_id: str, cells_day: int = 48, 
             db, key, int(polls.day_of(as_of - WINDOWS_US[-1])), int(polls.day_of(as_of)))
         zone_row = db.execute("SELECT timezone_str FROM zones WHERE store = ?", [key]).fetchone()
         rows = db.execute("SELECT day, start_us, end_us FROM business_hours WHERE store = ?", [key]).fetchall()
-        figures = report_row(db, store_id)
+        report, figures = report_row(db, store_id)
     if series is None or not len(series):
         return None
     zone_name = zone_row[0] if zone_row else None
@@ -217,5 +234,5 @@ def store_detail(db: sqlite_utils.Database, store_id: str, cells_day: int = 48, 
     shown_zone = zone_name if zone_name and lookup_zone(zone_name) else f"{DEFAULT_ZONE} (default)"
     return StoreDetail(
         store_id, shown_zone, hours_lines([tuple(r) for r in rows]),
-        timeline(WINDOWS_US[1], cells_day), timeline(week, cells_week), figures,
+        timeline(WINDOWS_US[1], cells_day), timeline(week, cells_week), figures, report,
     )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -20,6 +24,7 @@ from storemon.console.help_screen import HelpScreen
 from storemon.console.incidents_screen import IncidentsScreen
 from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
+from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import StoresTable
 from storemon.generate import generate
 from storemon.service import Service, ServiceConfig
@@ -199,3 +204,63 @@ def test_down_count_incidents_view_and_a_new_incident_rings(tmp_path):
             await until(pilot, lambda: "3 down now" in str(app.query_one(StatusBar).render()))
 
     asyncio.run(scenario())
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as text (from the SVG screenshot Textual renders)."""
+    svg = app.export_screenshot()
+    return html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
+
+
+def test_at_100x30_ids_and_figures_show_and_selections_follow_their_item(data, tmp_path):
+    async def scenario():
+        app = make_app(data, tmp_path)
+        async with app.run_test(size=(100, 30)) as pilot:
+            stores = app.query_one(StoresTable)
+            await until(pilot, lambda: stores.row_count == 30)
+            uuid_like = sorted(s for s in stores.rows_by_id if "-" in s)
+            await pilot.press("r")
+            reports = app.query_one(ReportsTable)
+            await until(pilot, lambda: len(reports.reports) == 1
+                        and next(iter(reports.reports.values()))["status"] == "Complete")
+            first = next(iter(reports.reports))
+            await until(pilot, lambda: "figures: report " + first[:8] in screen_text(app))
+            await until(pilot, lambda: stores.rows_by_id[uuid_like[0]].uptime_week != "")
+            await pilot.pause(0.5)
+            shown = screen_text(app)
+            assert "up day h" in shown and "up wk h" in shown and "None" not in shown
+            line = next(line for line in shown.splitlines() if uuid_like[0] in line)
+            assert re.search(r"(active|INACTIVE) +\d+\.\d\d +\d+\.\d\d", line), line
+            assert not app.query_one("#right").display  # narrow: the side pane waits for `d`
+            await pilot.press("d")
+            await until(pilot, lambda: app.query_one("#right").display)
+            reports.focus()
+            assert reports.selected_report() == first
+            newer = app.service.trigger_report(as_of="2023-01-24T00:00:00Z")
+            await until(pilot, lambda: reports.reports.get(newer, {}).get("status") == "Complete")
+            assert reports.get_row_index(newer) == 0 and reports.selected_report() == first
+            await pilot.press("e")
+            await until(pilot, (tmp_path / "exports" / f"report-{first}.csv").exists)
+            assert not (tmp_path / "exports" / f"report-{newer}.csv").exists()
+
+            stores.focus()
+            await pilot.press("d", "home")
+            before = stores.selected_store()
+            await pilot.press("s")  # sort by status: the cursor stays on its store, the detail with it
+            assert "status ▲" in screen_text(app)
+            assert stores.selected_store() == before
+            await until(pilot, lambda: app.query_one(StoreDetailPane).shown == before)
+            await pilot.press("s", "s")
+            await pilot.press("down")
+            await until(pilot, lambda: app.query_one(StoreDetailPane).shown == stores.selected_store())
+
+    asyncio.run(scenario())
+
+
+def test_storemon_with_serve_options_and_no_command_opens_the_console(data, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "storemon", "--port", "0", "--data-dir", str(data), "--db",
+                           str(tmp_path / "c.db"), "--export-dir", str(tmp_path), "--notify", "nosuchservice://x"],
+                          capture_output=True, text=True, timeout=300)
+    # parsed as the console's command line (--export-dir is the console's alone), then its option check ran
+    assert done.returncode == 1 and "apprise does not understand" in done.stderr
+    assert "invalid choice" not in done.stderr

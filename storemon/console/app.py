@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
+from textual.worker import Worker, WorkerState
 
 from storemon.console.help_screen import HelpScreen
 from storemon.console.incidents_screen import RECENT, IncidentsScreen, ordered
@@ -26,7 +27,7 @@ from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import COLUMNS, StoresTable
-from storemon.fleet import load_fleet, store_detail
+from storemon.fleet import ReportRef, load_fleet, store_detail
 from storemon.parse import format_instant
 from storemon.service import Service
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 REPORTS_PANE_PERIOD_S = 0.25
 DETAIL_DELAY_S = 0.12
+NARROW_WIDTH = 150  # below this, the detail and reports pane is hidden until `d` shows it
 
 
 class StoremonApp(App):
@@ -44,6 +46,8 @@ class StoremonApp(App):
     #main { height: 1fr; }
     #left { width: 1fr; }
     #right { width: 66; }
+    .narrow #right { display: none; }
+    .narrow.side #right { display: block; width: 50%; }
     #filter { display: none; height: 3; }
     #filter.visible { display: block; }
     """
@@ -53,6 +57,7 @@ class StoremonApp(App):
         Binding("u", "refresh", "Refresh"),
         Binding("i", "incidents", "Incidents"),
         Binding("slash", "filter", "Filter"),
+        Binding("d", "toggle_side", "Detail"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("question_mark", "help", "Help"),
@@ -75,6 +80,7 @@ class StoremonApp(App):
         self._closing = False
         self._detail_timer: Timer | None = None
         self.down: set[str] | None = None
+        self.report: ReportRef | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -87,7 +93,11 @@ class StoremonApp(App):
                 yield ReportsTable(id="reports")
         yield Footer()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_WIDTH, "narrow")
+
     def on_mount(self) -> None:
+        self.set_class(self.size.width < NARROW_WIDTH, "narrow")
         self.service.listen(lambda change: self.post_message(ServiceChanged(change)))
         if self.start_service:
             self.service.start(require_api=False)
@@ -112,27 +122,31 @@ class StoremonApp(App):
         yield SystemCommand("Refresh data", "Re-ingest the data directory now (u)", self.action_refresh)
         yield SystemCommand("Incidents", "Stores down now during business hours, then recent outages (i)",
                             self.action_incidents)
+        yield SystemCommand("Sort stores", "Sort the stores by the next column (s; S reverses)", self.action_sort)
+        yield SystemCommand("Reverse sort", "Reverse the stores' order (S)", self.action_reverse_sort)
+        yield SystemCommand("Detail pane", "Show or hide the detail and reports pane on a narrow screen (d)",
+                            self.action_toggle_side)
         yield SystemCommand("Filter stores", "Show only the stores whose id contains some text (/)",
                             self.action_filter)
         yield SystemCommand("Help", "Keys, and where the log and exports are (?)", self.action_help)
 
     # Workers: they read the database on their own thread and post the result back.
 
-    @work(thread=True, exclusive=True, group="fleet")
+    @work(thread=True, exclusive=True, group="fleet", exit_on_error=False)
     def load_fleet(self) -> None:
         self.post_message(FleetLoaded(load_fleet(self.service.db())))
 
-    @work(thread=True, exclusive=True, group="incidents")
+    @work(thread=True, exclusive=True, group="incidents", exit_on_error=False)
     def load_incidents(self) -> None:
         ongoing = self.service.incidents(None, None, True, 10_000)
         recent = self.service.incidents(None, None, False, RECENT)
         self.post_message(IncidentsLoaded(ordered(ongoing, recent)))
 
-    @work(thread=True, exclusive=True, group="detail")
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load_detail(self, store_id: str) -> None:
         self.post_message(DetailLoaded(store_detail(self.service.db(), store_id)))
 
-    @work(thread=True, group="export")
+    @work(thread=True, group="export", exit_on_error=False)
     def export_report(self, report_id: str) -> None:
         csv_text = self.service.report_csv(report_id)
         if csv_text is None:
@@ -148,6 +162,14 @@ class StoremonApp(App):
         log.info("exported report %s to %s", report_id, path)
         self.call_from_thread(self.notify, f"exported report {report_id[:8]} to {path}", timeout=8)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed (the database unreachable, say) is a notice and a log line, never an exit."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            log.error("console worker %s failed: %s: %s", event.worker.name, type(error).__name__, error,
+                      exc_info=error)
+            self.notify(f"{event.worker.group} failed: {error} (see the log)", severity="error", timeout=10)
+
     # Messages.
 
     def want_fleet(self) -> None:
@@ -156,6 +178,7 @@ class StoremonApp(App):
 
     def on_fleet_loaded(self, message: FleetLoaded) -> None:
         self.as_of = format_instant(message.fleet.as_of_us)
+        self.report = message.fleet.report
         tables = self.query(StoresTable)
         if not tables:  # the app is closing and its widgets are gone
             return
@@ -231,7 +254,13 @@ class StoremonApp(App):
 
     # Periodic updates.
 
+    def _screen_gone(self) -> bool:
+        """Whether the main screen's widgets are gone (the console is closing): timers then do nothing."""
+        return self._closing or not self.query(ReportsTable)
+
     def tick(self) -> None:
+        if self._screen_gone():
+            return
         if self._fleet_wanted and not any(w.group == "fleet" and w.is_running for w in self.workers):
             self._fleet_wanted = False
             self.load_fleet()
@@ -241,15 +270,18 @@ class StoremonApp(App):
 
     def refresh_reports_pane(self) -> None:
         """Apply report changes (many may arrive together) a few times a second at most."""
-        if self._reports_wanted:
+        if self._reports_wanted and not self._screen_gone():
             self._reports_wanted = False
             self.update_reports()
 
     def update_status(self) -> None:
+        if self._screen_gone():
+            return
         refresh = self.service.last_refresh()
         api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
         self.query_one(StatusBar).show(as_of=self.as_of, refresh=refresh, next_refresh=self.service.refresher.next_run,
-                                       api=api, down=None if self.down is None else len(self.down))
+                                       api=api, down=None if self.down is None else len(self.down),
+                                       report=self.report)
 
     def update_reports(self) -> None:
         table = self.query_one(ReportsTable)
@@ -269,8 +301,8 @@ class StoremonApp(App):
         reports = self.query_one(ReportsTable)
         selected = reports.selected_report() if reports.has_focus else None
         if selected is None or reports.reports.get(selected, {}).get("status") != "Complete":
-            selected = next((i for i, r in sorted(reports.reports.items(), key=lambda kv: kv[1]["created"],
-                                                   reverse=True) if r["status"] == "Complete"), None)
+            # the latest complete report as the database has it (the pane may not have caught up yet)
+            selected = next((r["id"] for r in self.service.recent_reports(50) if r["status"] == "Complete"), None)
         if selected is None:
             self.notify("no complete report to export yet: press r", severity="warning")
             return
@@ -293,6 +325,9 @@ class StoremonApp(App):
         field.value = ""
         field.remove_class("visible")
         self.query_one(StoresTable).focus()
+
+    def action_toggle_side(self) -> None:
+        self.toggle_class("side")
 
     def action_sort(self) -> None:
         table = self.query_one(StoresTable)

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 COLUMNS = (("id", "report"), ("status", "status"), ("progress", "progress"), ("elapsed", "elapsed"),
            ("as_of", "as of (UTC)"), ("interpolation", "int."))
-WIDTHS = {"id": 8, "status": 8, "progress": 11, "elapsed": 7, "as_of": 14, "interpolation": 4}
+WIDTHS = {"id": 8, "status": 8, "progress": 11, "elapsed": 7, "as_of": 16, "interpolation": 4}
 BAR_WIDTH = 6
 
 
@@ -18,8 +18,8 @@ def progress_bar(fraction: float) -> str:
 
 
 def short_instant(text: str | None) -> str:
-    """`2023-01-25T17:49:29.123Z` as `01-25 17:49:29`; no instant yet is `latest`."""
-    return text[5:19].replace("T", " ") if text else "latest"
+    """`2023-01-25T17:49:29.123Z` as `2023-01-25 17:49`; no instant yet is `latest`."""
+    return text[:16].replace("T", " ") if text else "latest"
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -65,10 +65,13 @@ class ReportsTable(DataTable):
                         self.update_cell(report["id"], column, value)
             self.reports[report["id"]] = report
         if new:
+            selected = self.selected_report()
             for report in new:
                 self.add_row(*self._values(report, now), key=report["id"])
                 self.created_by_short_id[report["id"][:8]] = report["created"]
             self.sort("id", key=lambda short_id: self.created_by_short_id.get(short_id, ""), reverse=True)
+            if selected is not None:  # the cursor stays on its report, not on its row number
+                self.move_cursor(row=self.get_row_index(selected))
 
     @staticmethod
     def _values(report: dict, now: datetime) -> tuple[str, ...]:

@@ -1,9 +1,17 @@
-"""The header: the data's as_of, the stores down now, the API address; the last refresh and the next one."""
+"""The header: the data's as_of, the stores down now, the API address; the last refresh and the next one; which
+report the uptime figures come from."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
+
+from storemon.fleet import ReportRef
+
+
+def short_time(instant: str | None) -> str:
+    """An ISO-8601 instant as `2023-01-25 17:49:29`."""
+    return (instant or "?")[:19].replace("T", " ")
 
 
 class StatusBar(Static):
@@ -11,7 +19,7 @@ class StatusBar(Static):
 
     DEFAULT_CSS = """
     StatusBar {
-        height: 2;
+        height: 3;
         background: $panel;
         color: $text;
         padding: 0 1;
@@ -19,11 +27,11 @@ class StatusBar(Static):
     """
 
     def show(self, *, as_of: str | None, refresh: dict | None, next_refresh: str | None, api: str,
-             down: int | None = None) -> None:
+             down: int | None = None, report: ReportRef | None = None) -> None:
         text = Text()
         text.append("storemon", style="bold")
         text.append("  data as of ")
-        text.append(as_of[:19].replace("T", " ") + " UTC" if as_of else "(no data yet)", style="bold")
+        text.append(short_time(as_of) + " UTC" if as_of else "(no data yet)", style="bold")
         if down is not None:
             text.append("   ")
             text.append(f"{down} down now", style="bold white on red" if down else "bold green")
@@ -32,14 +40,24 @@ class StatusBar(Static):
         text.append("\n")
         if refresh is None:
             text.append("refresh: running the first one...")
+        elif refresh.get("status") == "running":
+            text.append(f"refresh running since {short_time(refresh.get('started'))} UTC...")
         else:
             ok = refresh.get("status") == "ok"
             text.append("last refresh ")
             text.append(f"{refresh.get('status', '?')}", style="bold green" if ok else "bold red")
-            finished = (refresh.get("finished") or "")[:19].replace("T", " ")
-            text.append(f" at {finished} UTC, data version {refresh.get('data_version')}")
+            text.append(f" at {short_time(refresh.get('finished'))} UTC")
+            if refresh.get("data_version") is not None:
+                text.append(f", data version {refresh['data_version']}")
             if refresh.get("error"):
                 text.append(f" ({refresh['error'][:80]})", style="red")
         if next_refresh:
             text.append(f"   next {next_refresh[11:19]}")
+        text.append("\nuptime figures: ")
+        if report is None:
+            text.append("no report yet (r runs one)")
+        else:
+            text.append(f"report {report.id[:8]} as of {short_time(report.as_of)} UTC")
+            if as_of and report.as_of != as_of:
+                text.append(" (older than the data)", style="bold yellow")
         self.update(text)

@@ -38,7 +38,11 @@ class StoreDetailPane(Static):
     }
     """
 
+    shown: str | None = None
+
     def show(self, detail: StoreDetail | None) -> None:
+        """Show `detail` (None: no store selected); `shown` is the store id shown."""
+        self.shown = detail.store_id if detail else None
         if detail is None:
             self.update("Select a store.")
             return
@@ -56,7 +60,10 @@ class StoreDetailPane(Static):
         text.append("█ down  ", style="red")
         text.append("▒ mixed  ", style="yellow")
         text.append("· closed\n", style="dim")
-        text.append("\nLatest report\n", style="bold")
+        text.append("\nLatest report", style="bold")
+        if detail.report is not None:
+            text.append(f" {detail.report.id[:8]}, as of {detail.report.as_of[:16].replace('T', ' ')} UTC")
+        text.append("\n")
         if detail.figures is None:
             text.append("  (no complete report includes this store yet: press r)\n")
         else:

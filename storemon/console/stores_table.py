@@ -8,11 +8,11 @@ from textual.widgets import DataTable
 from storemon.fleet import FleetRow
 
 COLUMNS = (
-    ("store_id", "store id"), ("zone", "zone"), ("local", "local"), ("open", "hours"),
-    ("status", "status"), ("age", "last poll"), ("up_day", "up day h"), ("up_week", "up wk h"),
+    ("store_id", "store id"), ("status", "status"), ("up_day", "up day h"), ("up_week", "up wk h"),
+    ("open", "hours"), ("age", "last poll"), ("local", "local"), ("zone", "zone"),
 )
 BATCH = 500  # rows added or updated per turn of the event loop
-WIDTHS = {"store_id": 36, "zone": 14, "local": 9, "open": 6, "status": 8, "age": 9, "up_day": 8, "up_week": 8}
+WIDTHS = {"store_id": 36, "status": 8, "up_day": 8, "up_week": 8, "open": 6, "age": 9, "local": 9, "zone": 24}
 SORT_KEYS = {
     "store_id": lambda r: r.store_id,
     "zone": lambda r: (r.zone, r.store_id),
@@ -36,9 +36,9 @@ def format_age(seconds: float) -> str:
 def cell_values(row: FleetRow) -> tuple[str, ...]:
     """The text of each cell of one store's row."""
     return (
-        row.store_id, row.zone.removeprefix("America/"), row.local_time, "open" if row.open_now else "closed",
-        "active" if row.last_active else "INACTIVE", format_age(row.last_poll_age_s), row.uptime_day,
-        row.uptime_week,
+        row.store_id, "active" if row.last_active else "INACTIVE", row.uptime_day, row.uptime_week,
+        "open" if row.open_now else "closed", format_age(row.last_poll_age_s), row.local_time,
+        row.zone.removeprefix("America/"),
     )
 
 
@@ -73,7 +73,7 @@ class StoresTable(DataTable):
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key, width=WIDTHS[key])
+            self.add_column(label + (" ▲" if key == self.sort_column else ""), key=key, width=WIDTHS[key])
 
     def show(self, rows: list[FleetRow]) -> None:
         """Bring the table up to date with `rows`, a batch of rows per turn of the event loop.
@@ -134,8 +134,21 @@ class StoresTable(DataTable):
         self.apply_sort()
 
     def apply_sort(self) -> None:
+        """Sort the rows, mark the sorted column's header, and keep the cursor on the store it was on."""
+        selected = self.selected_store()
+        for column_key, label in COLUMNS:
+            arrow = (" ▼" if self.sort_reverse else " ▲") if column_key == self.sort_column else ""
+            self.columns[column_key].label = Text(label + arrow)
         key = SORT_KEYS[self.sort_column]
         self.sort("store_id", key=lambda cell: key(self.rows_by_id[cell.plain]), reverse=self.sort_reverse)
+        self.select_store(selected)
+
+    def select_store(self, store_id: str | None) -> bool:
+        """Move the cursor to `store_id`'s row; False if it is not shown."""
+        if store_id is None or store_id not in self.rows:
+            return False
+        self.move_cursor(row=self.get_row_index(store_id))
+        return True
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
