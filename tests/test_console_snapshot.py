@@ -33,15 +33,23 @@ def fixed_app(tmp_path) -> StoremonApp:
     return StoremonApp(service, start_service=False, clock=lambda: datetime(2023, 1, 25, 18, 0, 5, tzinfo=UTC))
 
 
-def test_main_screen(snap_compare, tmp_path):
-    app = fixed_app(tmp_path)
-
+def filled(app: StoremonApp):
     async def run_before(pilot):
-        for _ in range(200):
+        for _ in range(500):
             await pilot.pause(0.02)
             if app.query_one(StoresTable).row_count == 16 and "zone" in str(app.query_one("#detail").render()):
                 break
         await app.workers.wait_for_complete()
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(180, 45), run_before=run_before)
+    return run_before
+
+
+def test_main_screen(snap_compare, tmp_path):
+    app = fixed_app(tmp_path)
+    assert snap_compare(app, terminal_size=(200, 50), run_before=filled(app))
+
+
+def test_main_screen_at_100x30(snap_compare, tmp_path):
+    app = fixed_app(tmp_path)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=filled(app))
