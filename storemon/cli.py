@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from storemon import __version__
@@ -137,6 +139,41 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A `progress(step, done, total)` callback: rich progress bars on stderr when it is a terminal, else one
+    plain line on stdout as each step starts (stderr keeps only the one-line error, if any)."""
+    if not sys.stderr.isatty():
+        started: set[str] = set()
+
+        def plain(step: str, done: int, total: int) -> None:
+            if step not in started:
+                started.add(step)
+                print(f"{what}: {step} ...", flush=True)
+
+        yield plain
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(f"{what}: {{task.description}}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bars:
+        tasks: dict[str, object] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bars.add_task(step, total=total)
+            bars.update(tasks[step], completed=done, total=total)
+
+        yield update
+
+
+def _remove_database(path: Path) -> None:
+    """Remove a database file this command created (and its WAL files)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon.ingest import ingest
     from storemon.summary import ingest_summary
@@ -144,6 +181,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.history is not None:
         from storemon.summary import history
 
+        if args.history < 1:
+            raise CommandError("--history must be at least 1")
         if not Path(args.db).exists():
             raise CommandError(f"database not found: {args.db}")
         print(history(_open_db(args.db), args.history))
@@ -152,11 +191,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         raise CommandError(f"data directory not found: {data_dir}")
     _check_retain_days(args.retain_days)
+    created = not Path(args.db).exists()
     db = _open_db(args.db)
-    result = ingest(db, data_dir, strict=True, retain_days=args.retain_days)
+    ok = False
+    try:
+        with _progress("ingest") as progress:
+            result = ingest(db, data_dir, strict=True, retain_days=args.retain_days, progress=progress)
+        ok = result.ok
+    finally:
+        db.close()
+        if created and not ok:  # a failed ingest leaves no empty database behind
+            _remove_database(Path(args.db))
     print(ingest_summary(result))
     if not result.ok:
-        print(f"storemon: error: {'; '.join(result.errors)}; the database is unchanged", file=sys.stderr)
+        unchanged = "no database was created" if created else "the database is unchanged"
+        print(f"storemon: error: {'; '.join(result.errors)}; {unchanged}", file=sys.stderr)
         return 1
     return 0
 
@@ -179,13 +228,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         report, _ = report_from_db(db, as_of, args.interpolation)
     except BeforeRetainedData as exc:
         raise CommandError(str(exc)) from None
+    if report.as_of_us is None:
+        raise CommandError(f"the database {args.db} has no polls yet: run `storemon ingest` first")
     text = report.to_csv()
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-        print(f"wrote {len(report.store_ids)} stores to {args.output}", file=sys.stderr)
+        count = len(report.store_ids)
+        print(f"wrote {count} store{'s' if count != 1 else ''} to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -197,7 +249,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.stores < 1 or args.days < 1:
         raise CommandError("--stores and --days must be at least 1")
     try:
-        counts = generate(Path(args.out), stores=args.stores, days=args.days, seed=args.seed)
+        with _progress("generate") as progress:
+            counts = generate(Path(args.out), stores=args.stores, days=args.days, seed=args.seed,
+                              progress=lambda step, fraction: progress(step, round(fraction * 1000), 1000))
     except OSError as exc:
         raise CommandError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
     print(", ".join(f"{name}: {count} rows" for name, count in counts.items()))

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+Progress = Callable[[str, int, int], None]
 DEFAULT_RETAIN_DAYS = 90
 MIN_RETAIN_DAYS = 8  # a week's window and the day it starts in: the latest report must stay answerable
 FUTURE_LIMIT_US = US_PER_DAY  # a poll later than the ingest's own time plus this is a bad row
@@ -90,7 +92,8 @@ class IngestCancelled(Exception):
 
 
 def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False,
-           retain_days: int = DEFAULT_RETAIN_DAYS, cancel: threading.Event | None = None) -> IngestResult:
+           retain_days: int = DEFAULT_RETAIN_DAYS, cancel: threading.Event | None = None,
+           progress: Progress | None = None) -> IngestResult:
     """Load the data directory's CSV files into `db` (one transaction), and record the run.
 
     Files are read and parsed first, in bounded blocks (polls are set aside by day on disk); the database is then
@@ -98,6 +101,8 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
     and is reported. With `strict`, any such file undoes the whole ingest, so that the database is unchanged.
     Polls older than `retain_days` days before the newest poll are pruned (0 keeps everything). Setting `cancel`
     stops it between blocks (IngestCancelled; the run is marked interrupted, the database unchanged).
+    `progress(step, done, total)` is told of each block read (step: the file's name; bytes) and each day of polls
+    written (step: "writing"; days).
     """
     if 0 < retain_days < MIN_RETAIN_DAYS:
         raise ValueError(f"retain_days must be 0 (keep everything) or at least {MIN_RETAIN_DAYS}")
@@ -107,7 +112,8 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
                         [started, run_owner()]).lastrowid
     try:
         with tempfile.TemporaryDirectory(prefix="storemon-ingest-") as spill_dir:
-            loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db), cancel=cancel)
+            loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db), cancel=cancel,
+                             progress=progress)
             states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
             _read_sources(data_dir, states, loaded)
             rolled_back = strict and any(f.error for f in loaded.files)
@@ -331,6 +337,7 @@ class _Loaded:
     hours: dict[str, np.ndarray] | None = None
     zones: dict[str, np.ndarray] | None = None
     cancel: threading.Event | None = None
+    progress: Progress | None = None
 
     @property
     def changed(self) -> bool:
@@ -467,6 +474,8 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
                 ok = ok[:-1]
             bad.add(chunk, ok, columns)
             digest.update(chunk.raw)
+            if loaded.progress is not None:
+                loaded.progress(path.name, chunk.end, plan.stat.st_size)
             end, lines_after, header = chunk.end, chunk.lines_after, chunk.header
             good = {name: _take(column, ok) for name, column in values.items()}
             keys = loaded.store_keys.keys(good.pop("store_id"))
@@ -538,8 +547,11 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
     previous_latest = get_meta(db, "max_poll_ts")
     added = 0
     earliest_keys, earliest_ts = [], []
-    for day in loaded.spill.days():
+    days = list(loaded.spill.days())
+    for index, day in enumerate(days):
         loaded.check_cancel()
+        if loaded.progress is not None:
+            loaded.progress("writing", index, len(days))
         records = loaded.spill.load(day)
         keys = _resolve(records["key"], new_keys)
         added += polls.merge_day(db, day, keys, records["ts"], records["active"].astype(bool), records["order"])

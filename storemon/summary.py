@@ -6,19 +6,22 @@ import json
 
 from storemon.ingest import IngestResult
 
+ACTION_NOTE = {"appended": " (the lines added since the last ingest)"}
+
 
 def ingest_summary(result: IngestResult) -> str:
     """A few lines: per file, what was done and rows read/loaded/skipped, then the first bad lines."""
     lines = []
     for f in result.files:
         if f.error:
-            lines.append(f"{f.name}: FAILED: {f.error}")
+            lines.append(f"{f.name}: FAILED: {f.error.removeprefix(f.name + ': ')}")
             continue
         if f.action == "unchanged":
             lines.append(f"{f.name}: unchanged")
         else:
-            lines.append(f"{f.name}: {f.action}: {f.rows_read} rows read, {f.rows_loaded} loaded, "
-                         f"{f.rows_skipped} skipped")
+            loaded = "none stored (rolled back)" if result.rolled_back else f"{f.rows_loaded:,} loaded"
+            lines.append(f"{f.name}: {f.rows_read:,} rows read{ACTION_NOTE.get(f.action, '')}, {loaded}, "
+                         f"{f.rows_skipped:,} skipped")
         for line, reason in f.bad_lines:
             lines.append(f"  line {line}: {reason}")
         if f.rows_skipped > len(f.bad_lines):
@@ -43,10 +46,10 @@ def history(db, limit: int = 10) -> str:
         lines = [f"#{run_id} {started} -> {finished or '(unfinished)'}: {status}, data version {version}"]
         for f in json.loads(files or "[]"):
             if f.get("error"):
-                lines.append(f"  {f['name']}: FAILED: {f['error']}")
+                lines.append(f"  {f['name']}: FAILED: {f['error'].removeprefix(f['name'] + ': ')}")
             elif f.get("action") != "unchanged":
-                lines.append(f"  {f['name']}: {f['action']}: {f['rows_read']} read, {f['rows_loaded']} loaded, "
-                             f"{f['rows_skipped']} skipped")
+                lines.append(f"  {f['name']}: {f['rows_read']:,} rows read{ACTION_NOTE.get(f['action'], '')}, "
+                             f"{f['rows_loaded']:,} loaded, {f['rows_skipped']:,} skipped")
                 lines.extend(f"    line {line}: {reason}" for line, reason in f.get("bad_lines", [])[:3])
         if error and not any(f.get("error") for f in json.loads(files or "[]")):
             lines.append(f"  error: {error}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import re
 import subprocess
 import sys
 
@@ -26,7 +29,8 @@ def test_generate_ingest_report_round_trip(tmp_path):
     assert storemon("generate", "--out", str(data), "--stores", "30", "--days", "3", "--seed", "4").returncode == 0
     ingested = storemon("ingest", "--data-dir", str(data), "--db", str(db))
     assert ingested.returncode == 0, ingested.stderr
-    assert "store_status.csv: read:" in ingested.stdout
+    assert "ingest: store_status.csv ..." in ingested.stdout  # progress, as plain lines (not a terminal)
+    assert re.search(r"^store_status.csv: [\d,]+ rows read, [\d,]+ loaded, \d+ skipped$", ingested.stdout, re.M)
     printed = storemon("report", "--db", str(db))
     assert printed.returncode == 0
     lines = printed.stdout.splitlines()
@@ -124,3 +128,40 @@ def test_serve_with_a_bad_port_or_host_is_one_line(tmp_path):
     common = ["serve", "--data-dir", str(data), "--db", str(tmp_path / "s.db"), "--log-file", str(tmp_path / "s.log")]
     assert_one_line_error(storemon(*common, "--port", "70000"), "--port")
     assert_one_line_error(storemon(*common, "--host", "999.1.1.1", "--port", "0"), "cannot listen on 999.1.1.1")
+
+
+def test_ingest_in_a_terminal_shows_progress_bars(tmp_path):
+    data = tmp_path / "data"
+    assert storemon("generate", "--out", str(data), "--stores", "30", "--days", "3").returncode == 0
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "storemon", "ingest", "--data-dir", str(data), "--db",
+                                str(tmp_path / "s.db")], stdout=subprocess.DEVNULL, stderr=secondary)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            piece = os.read(primary, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not piece:
+            break
+        shown += piece
+    assert process.wait(timeout=300) == 0
+    text = shown.decode("utf-8", "replace")
+    assert "ingest: store_status.csv" in text and "100%" in text
+
+
+def test_cli_edges_a_user_meets(tmp_path):
+    assert "--history must be at least 1" in storemon("ingest", "--db", str(tmp_path / "x.db"),
+                                                      "--history", "0").stderr
+    data = write_data(tmp_path / "data", polls=[("S", "2023-01-23 10:00:00", "active")])
+    (data / "timezones.csv").unlink()
+    failed = storemon("ingest", "--data-dir", str(data), "--db", str(tmp_path / "new.db"))
+    assert failed.returncode == 1 and "no database was created" in failed.stderr
+    assert not (tmp_path / "new.db").exists()
+    empty = tmp_path / "empty.db"
+    write_data(tmp_path / "none")
+    assert storemon("ingest", "--data-dir", str(tmp_path / "none"), "--db", str(empty)).returncode == 0
+    report = storemon("report", "--db", str(empty))
+    assert report.returncode == 1 and "has no polls yet" in report.stderr and report.stdout == ""
+    assert "(default: 200)" in storemon("generate", "--help").stdout
