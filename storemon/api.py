@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl
 import bottle
 
 from storemon.engine import csv_field
-from storemon.jobs import COMPLETE, FAILED, BadParameter
+from storemon.jobs import BadParameter
 from storemon.parse import parse_instant
+from storemon.reports import COMPLETE, FAILED, RUNNING
 
 MAX_BODY = 1024 * 1024
 DEFAULT_TRIGGERS_PER_MINUTE = 60
@@ -126,16 +127,16 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
         if status is None:
             return json_response({"status": "No such report Id!"}, 404)
         if status["status"] == FAILED:
-            return json_response({"status": "Failed", "error": status["error"] or "the report failed"}, 500)
+            return json_response({"status": FAILED, "error": status["error"] or "the report failed"}, 500)
         if status["status"] != COMPLETE:
-            return json_response({"status": "Running", "progress": round(status["progress"], 3)}, 202)
+            return json_response({"status": RUNNING, "progress": round(status["progress"], 3)}, 202)
         csv_text = backend.report_csv(report_id) or ""
         wants_csv = params.get("format") == "csv" or "text/csv" in bottle.request.get_header("Accept", "")
         if wants_csv:
             bottle.response.content_type = "text/csv; charset=utf-8"
             bottle.response.set_header("Content-Disposition", f"attachment; filename=report-{report_id}.csv")
             return csv_text
-        return json_response({"status": "Complete", "data": csv_text})
+        return json_response({"status": COMPLETE, "data": csv_text})
 
     @app.get("/reports")
     @endpoint

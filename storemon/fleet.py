@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import sqlite_utils
 
-from storemon import hours, polls
+from storemon import hours, polls, reports
 from storemon.db import read_transaction
-from storemon.engine import WINDOWS_US, StatusIntegral, csv_field
+from storemon.engine import WINDOWS_US, StatusIntegral
+from storemon.reports import ReportRef
 from storemon.snapshot import data_state
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
 
@@ -42,51 +41,12 @@ class FleetRow:
 
 
 @dataclass(frozen=True)
-class ReportRef:
-    """Which report figures come from: its id and as_of (ISO-8601)."""
-
-    id: str
-    as_of: str
-
-
-@dataclass(frozen=True)
 class Fleet:
     """Every store at the data's latest instant, and the report its uptime figures come from."""
 
     as_of_us: int | None
     rows: list[FleetRow]
     report: ReportRef | None
-
-
-def latest_report(db: sqlite_utils.Database) -> tuple[ReportRef | None, dict[str, list[str]]]:
-    """The latest complete report and {store_id: its six figures}."""
-    row = db.execute(
-        "SELECT id, as_of, csv FROM reports WHERE status = 'Complete' ORDER BY finished DESC, rowid DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return None, {}
-    lines = csv.reader(io.StringIO(row[2]))
-    next(lines, None)
-    return ReportRef(row[0], row[1]), {line[0]: line[1:] for line in lines if line}
-
-
-def report_row(db: sqlite_utils.Database, store_id: str) -> tuple[ReportRef | None, list[str] | None]:
-    """The latest complete report and one store's six figures in it (found inside the stored CSV, not parsed
-    whole; None if the report has no row for the store)."""
-    row = db.execute(
-        """
-        WITH latest AS (SELECT id, as_of, csv FROM reports WHERE status = 'Complete'
-                        ORDER BY finished DESC, rowid DESC LIMIT 1),
-             found AS (SELECT id, as_of, csv, instr(csv, char(10) || :field || ',') AS at FROM latest)
-        SELECT id, as_of, CASE WHEN at > 0 THEN substr(csv, at + 1, instr(substr(csv, at + 1), char(10)) - 1) END
-        FROM found
-        """,
-        {"field": csv_field(store_id)},
-    ).fetchone()
-    if row is None:
-        return None, None
-    figures = next(csv.reader([row[2]]))[1:] if row[2] else None
-    return ReportRef(row[0], row[1]), figures
 
 
 def load_fleet(db: sqlite_utils.Database) -> Fleet:
@@ -97,7 +57,7 @@ def load_fleet(db: sqlite_utils.Database) -> Fleet:
         zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
         hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
                               dtype=np.int64).reshape(-1, 4)
-        report, figures = latest_report(db)
+        report, figures = reports.latest_complete(db)
     if len(last) == 0:
         return Fleet(None, [], report)
     keys, last_ts, last_active = last.store, last.ts, last.active
@@ -203,7 +163,7 @@ def store_detail(db: sqlite_utils.Database, store_id: str, cells_day: int = 48, 
             db, key, int(polls.day_of(as_of - WINDOWS_US[-1])), int(polls.day_of(as_of)))
         zone_row = db.execute("SELECT timezone_str FROM zones WHERE store = ?", [key]).fetchone()
         rows = db.execute("SELECT day, start_us, end_us FROM business_hours WHERE store = ?", [key]).fetchall()
-        report, figures = report_row(db, store_id)
+        report, figures = reports.latest_complete_row(db, store_id)
     if series is None or not len(series):
         return None
     zone_name = zone_row[0] if zone_row else None

@@ -25,26 +25,20 @@ from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
 
+from storemon import reports
 from storemon.background import tell
 from storemon.compute import report_from_db
 from storemon.db import open_db
 from storemon.engine import INTERPOLATIONS
-from storemon.ingest import now_iso
 from storemon.logs import log_to_file
 from storemon.parse import format_instant, parse_as_of, parse_instant
 from storemon.snapshot import BeforeRetainedData, data_state
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, COMPLETE, FAILED = "Queued", "Running", "Complete", "Failed"
 PROGRESS_POLL_S = 0.2
 PROGRESS_BUSY_S = 1.0
 DEFAULT_KEEP_REPORTS = 1000
-SUMMARY_COLUMNS = (
-    "id, status, progress, requested_as_of, interpolation, as_of, data_version, created, started, finished, "
-    "row_count, error"
-)
-SUMMARY_NAMES = tuple(name.strip() for name in SUMMARY_COLUMNS.split(","))
 
 
 class BadParameter(ValueError):
@@ -95,11 +89,7 @@ class ReportJobs:
     def start(self) -> None:
         db = open_db(self.db_path)
         try:
-            unfinished = [row[0] for row in db.execute(
-                "SELECT id FROM reports WHERE status IN (?, ?) ORDER BY created, rowid", [QUEUED, RUNNING]
-            )]
-            db.execute("UPDATE reports SET status = ?, progress = 0, started = NULL WHERE status = ?",
-                       [QUEUED, RUNNING])
+            unfinished = reports.requeue_unfinished(db)
         finally:
             db.close()
         for report_id in unfinished:
@@ -135,11 +125,7 @@ class ReportJobs:
             except BeforeRetainedData as exc:
                 raise BadParameter(f"as_of: {exc}") from None
         report_id = str(uuid.uuid4())
-        db.execute(
-            "INSERT INTO reports (id, status, progress, requested_as_of, interpolation, created) "
-            "VALUES (?, ?, 0, ?, ?, ?)",
-            [report_id, QUEUED, requested_as_of, interpolation, now_iso()],
-        )
+        reports.insert(db, report_id, requested_as_of, interpolation)
         self._queue.put(report_id)
         self._notify(report_id)
         return report_id
@@ -162,39 +148,36 @@ class ReportJobs:
                 except sqlite3.Error as exc:  # the database cannot record it (a full disk, say): fail it here
                     log.error("report %s failed: cannot use the database: %s", report_id, exc)
                     self.unstored_failures[report_id] = f"storage failure: {exc}"
-                    self._finished(report_id, FAILED, None)
+                    self._finished(report_id, reports.FAILED, None)
                 except Exception:
                     log.exception("report %s: worker error", report_id)
         finally:
             db.close()
 
     def _run(self, db, report_id: str) -> None:
-        row = db.execute("SELECT status, requested_as_of, interpolation FROM reports WHERE id = ?",
-                         [report_id]).fetchone()
-        if row is None or row[0] != QUEUED:
+        row = reports.summary(db, report_id)
+        if row is None or row["status"] != reports.QUEUED:
             return
-        _, requested_as_of, interpolation = row
+        requested_as_of, interpolation = row["requested_as_of"], row["interpolation"]
         if self._stopping.is_set():
             return
-        db.execute("UPDATE reports SET status = ?, started = ?, progress = 0 WHERE id = ?",
-                   [RUNNING, now_iso(), report_id])
+        reports.mark_running(db, report_id)
         started = time.monotonic()
         self._notify(report_id)
         try:
             pending = self._pool.apply_async(compute_in_process,
                                              (self.db_path, report_id, requested_as_of, interpolation))
         except ValueError:  # the pool was stopped meanwhile: leave the report for the next start
-            db.execute("UPDATE reports SET status = ?, started = NULL WHERE id = ?", [QUEUED, report_id])
+            reports.mark_queued(db, report_id)
             return
         shown_progress = 0.0
         while not pending.ready():
             if self._stopping.is_set():
-                db.execute("UPDATE reports SET status = ?, progress = 0, started = NULL WHERE id = ?",
-                           [QUEUED, report_id])
+                reports.mark_queued(db, report_id)
                 log.info("report %s: stopped, left queued for the next start", report_id)
                 return
             pending.wait(PROGRESS_POLL_S)
-            progress = db.execute("SELECT progress FROM reports WHERE id = ?", [report_id]).fetchone()[0]
+            progress = reports.progress(db, report_id)
             if progress != shown_progress:
                 shown_progress = progress
                 self._notify(report_id)
@@ -202,39 +185,24 @@ class ReportJobs:
             outcome = pending.get()
         except Exception as exc:
             log.error("report %s failed: %s: %s", report_id, type(exc).__name__, exc)
-            db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
-                       [FAILED, now_iso(), f"{type(exc).__name__}: {exc}", report_id])
-            self._finished(report_id, FAILED, time.monotonic() - started)
+            reports.fail(db, report_id, f"{type(exc).__name__}: {exc}")
+            self._finished(report_id, reports.FAILED, time.monotonic() - started)
             return
         try:
-            db.execute(
-                "UPDATE reports SET status = ?, progress = 1, as_of = ?, data_version = ?, finished = ?, "
-                "row_count = ?, csv = ? WHERE id = ?",
-                [COMPLETE, outcome["as_of"], outcome["data_version"], now_iso(), outcome["rows"], outcome["csv"],
-                 report_id],
-            )
+            reports.complete(db, report_id, outcome["as_of"], outcome["data_version"], outcome["rows"],
+                             outcome["csv"])
         except sqlite3.Error as exc:  # a full disk, say: the small row of a failure may still fit
             log.error("report %s: cannot store it: %s", report_id, exc)
             self.unstored_failures[report_id] = f"cannot store the report: {exc}"
-            db.execute("UPDATE reports SET status = ?, finished = ?, error = ? WHERE id = ?",
-                       [FAILED, now_iso(), f"cannot store the report: {exc}", report_id])
-            self._finished(report_id, FAILED, time.monotonic() - started)
+            reports.fail(db, report_id, f"cannot store the report: {exc}")
+            self._finished(report_id, reports.FAILED, time.monotonic() - started)
             return
-        self._forget_old_reports(db)
-        self._finished(report_id, COMPLETE, time.monotonic() - started)
+        reports.forget_old(db, self.keep_reports)
+        self._finished(report_id, reports.COMPLETE, time.monotonic() - started)
 
     def _finished(self, report_id: str, status: str, seconds: float | None) -> None:
         tell(self._on_finish, status, seconds, what="report finish listener")
         self._notify(report_id)
-
-    def _forget_old_reports(self, db) -> None:
-        """Keep the `keep_reports` most recently finished reports (0: all); queued and running ones always stay."""
-        if self.keep_reports > 0:
-            db.execute(
-                "DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE status IN (?, ?) "
-                "ORDER BY finished DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                [COMPLETE, FAILED, self.keep_reports],
-            )
 
 
 def log_file() -> str | None:
@@ -271,8 +239,7 @@ def compute_in_process(db_path: str, report_id: str, requested_as_of: str | None
             if fraction - written[0] >= 0.1:
                 written[0] = fraction
                 try:
-                    progress_db.execute("UPDATE reports SET progress = ? WHERE id = ?",
-                                        [round(fraction, 3), report_id])
+                    reports.set_progress(progress_db, report_id, fraction)
                 except sqlite3.OperationalError:  # a refresh holds the write lock: progress can wait
                     log.info("report %s: progress not recorded (database busy)", report_id)
 

@@ -56,6 +56,8 @@ class Refresher(BackgroundThread):
         self.on_refresh = on_refresh
         self.first_done = threading.Event()
         self.last_result: dict | None = None
+        # (step, done, total) of the refresh running now, as `ingest` reports it; None between refreshes
+        self.progress: tuple[str, int, int] | None = None
         self.next_run: str | None = None
         self._scheduler = schedule.Scheduler()
         self._finished = threading.Condition()
@@ -120,7 +122,8 @@ class Refresher(BackgroundThread):
         try:
             db = open_db(self.db_path, busy_timeout=self.busy_timeout)
             self._record_failures(db)
-            outcome: IngestResult = ingest(db, self.data_dir, retain_days=self.retain_days, cancel=self._stop)
+            outcome: IngestResult = ingest(db, self.data_dir, retain_days=self.retain_days, cancel=self._stop,
+                                           progress=self._progressed)
             result = outcome.to_dict()
             if outcome.ok:
                 log.info("refresh #%s: data version %s%s", outcome.run_id, outcome.data_version,
@@ -139,6 +142,7 @@ class Refresher(BackgroundThread):
                 log.exception("refresh failed")
             run_id, reason = None, describe_failure(exc)
         finally:
+            self.progress = None
             if db is not None:
                 db.close()
         log.warning("refresh failed: %s", reason)
@@ -146,6 +150,9 @@ class Refresher(BackgroundThread):
                    "errors": [reason], "changed": False, "data_version": None, "rolled_back": False}
         self._unrecorded.append((run_id, failure))
         return failure
+
+    def _progressed(self, step: str, done: int, total: int) -> None:
+        self.progress = (step, done, total)
 
     def _record_failures(self, db) -> None:
         """Record refreshes that failed on the database (locked, say), now that it answers: the run's own row is

@@ -14,22 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storemon import incidents
+from storemon import incidents, reports
 from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES, Alert, Notifier
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.background import tell
 from storemon.db import get_meta, open_db
 from storemon.fleet import FleetNow, fleet_now
 from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
-from storemon.jobs import (
-    DEFAULT_KEEP_REPORTS,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUMMARY_COLUMNS,
-    SUMMARY_NAMES,
-    ReportJobs,
-)
+from storemon.jobs import DEFAULT_KEEP_REPORTS, ReportJobs
 from storemon.metrics import Metrics
 from storemon.parse import format_instant
 from storemon.refresh import Refresher
@@ -163,24 +155,17 @@ class Service:
         return self.jobs.trigger(self.db(), as_of, interpolation)
 
     def report_status(self, report_id: str) -> dict | None:
-        row = self.db().execute(f"SELECT {SUMMARY_COLUMNS} FROM reports WHERE id = ?", [report_id]).fetchone()
-        if row is None:
-            return None
-        status = dict(zip(SUMMARY_NAMES, row))
+        status = reports.summary(self.db(), report_id)
         unstored = self.jobs.unstored_failures.get(report_id)
-        if unstored is not None and status["status"] in (QUEUED, RUNNING):
-            status.update(status=FAILED, error=unstored)
+        if status is not None and unstored is not None and status["status"] in (reports.QUEUED, reports.RUNNING):
+            status.update(status=reports.FAILED, error=unstored)
         return status
 
     def report_csv(self, report_id: str) -> str | None:
-        row = self.db().execute("SELECT csv FROM reports WHERE id = ?", [report_id]).fetchone()
-        return None if row is None else row[0]
+        return reports.report_csv(self.db(), report_id)
 
     def recent_reports(self, limit: int = 50) -> list[dict]:
-        rows = self.db().execute(
-            f"SELECT {SUMMARY_COLUMNS} FROM reports ORDER BY created DESC, rowid DESC LIMIT ?", [limit]
-        ).fetchall()
-        return [dict(zip(SUMMARY_NAMES, row)) for row in rows]
+        return reports.recent(self.db(), limit)
 
     def incidents(self, store_id: str | None, since_us: int | None, ongoing: bool, limit: int) -> list[dict]:
         return incidents.listing(self.db(), store_id, since_us, ongoing, limit)
@@ -226,8 +211,7 @@ class Service:
             stores, polls = get_meta(db, "polled_stores", 0), get_meta(db, "poll_count", 0)
             max_ts = get_meta(db, "max_poll_ts")
             version = get_meta(db, "data_version", 0)
-            queued = dict(db.execute("SELECT status, COUNT(*) FROM reports WHERE status IN ('Queued', 'Running') "
-                                     "GROUP BY status").fetchall())
+            pending = reports.pending_counts(db)
             last_refresh = self.last_refresh()
         except Exception as exc:
             log.exception("health check: database unreachable")
@@ -251,7 +235,7 @@ class Service:
             "failing": failing,
             "warnings": warnings,
             "next_refresh": self.refresher.next_run,
-            "reports_queued": queued.get("Queued", 0),
-            "reports_running": queued.get("Running", 0),
+            "reports_queued": pending[reports.QUEUED],
+            "reports_running": pending[reports.RUNNING],
             "api": self.api_address,
         }

@@ -17,6 +17,7 @@ from conftest import POLL_HEADER, report_csv, write_csv, write_data
 from test_alerts import HOURS as ALERT_HOURS
 from test_alerts import POLLS as ALERT_POLLS
 from test_alerts import ZONES as ALERT_ZONES
+from textual.app import App
 from textual.widgets import DataTable
 
 from storemon.console.app import StoremonApp
@@ -264,3 +265,23 @@ def test_storemon_with_serve_options_and_no_command_opens_the_console(data, tmp_
     # parsed as the console's command line (--export-dir is the console's alone), then its option check ran
     assert done.returncode == 1 and "apprise does not understand" in done.stderr
     assert "invalid choice" not in done.stderr
+
+
+def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
+    class HeaderOnly(App):
+        def compose(self):
+            yield StatusBar()
+
+    async def scenario():
+        app = HeaderOnly()
+        async with app.run_test(size=(120, 5)) as pilot:
+            bar = app.query_one(StatusBar)
+            bar.show(as_of=None, refresh={"status": "running", "started": "2023-01-25T18:00:00.000Z", "finished": None,
+                                          "data_version": None}, next_refresh=None, api="http://127.0.0.1:8081",
+                     progress=("store_status.csv", 50, 200))
+            await pilot.pause()
+            return str(bar.render())
+
+    text = asyncio.run(scenario())
+    assert "refresh running since 2023-01-25 18:00:00 UTC: store_status.csv 25%" in text
+    assert "None" not in text and "(no data yet)" in text and "no report yet" in text

@@ -404,3 +404,28 @@ def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
             service.stop()
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_read_only_database_is_one_line_for_every_command_and_keeps_its_data(tmp_path):
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
+    try:
+        data = write_data(tmp_path / "data", polls=POLLS)
+        ingest_dir(data, disk / "s.db")
+        before = report_csv(disk / "s.db")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        with (data / "store_status.csv").open("a") as handle:
+            handle.write("S,2023-01-23 12:00:00,active\n")
+        for command in (["ingest", "--data-dir", data], ["serve", "--data-dir", data, "--port", "0"],
+                        ["report"]):
+            done = storemon(*command, "--db", disk / "s.db")
+            if command[0] == "report" and done.returncode == 0:
+                assert done.stdout == before  # SQLite could read it: the same report
+                continue
+            error = one_line_error(done)
+            assert "read-only" in error or "readonly" in error or "unable to open" in error, error
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+        assert report_csv(disk / "s.db") == before
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

@@ -27,8 +27,9 @@ from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import COLUMNS, StoresTable
-from storemon.fleet import ReportRef, load_fleet, store_detail
+from storemon.fleet import load_fleet, store_detail
 from storemon.parse import format_instant
+from storemon.reports import COMPLETE, QUEUED, RUNNING, ReportRef
 from storemon.service import Service
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ class StoremonApp(App):
             self._fleet_wanted = False
             self.load_fleet()
         self.update_status()
-        if any(r["status"] in ("Queued", "Running") for r in self.query_one(ReportsTable).reports.values()):
+        if any(r["status"] in (QUEUED, RUNNING) for r in self.query_one(ReportsTable).reports.values()):
             self._reports_wanted = True
 
     def refresh_reports_pane(self) -> None:
@@ -281,13 +282,13 @@ class StoremonApp(App):
         api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
         self.query_one(StatusBar).show(as_of=self.as_of, refresh=refresh, next_refresh=self.service.refresher.next_run,
                                        api=api, down=None if self.down is None else len(self.down),
-                                       report=self.report)
+                                       report=self.report, progress=self.service.refresher.progress)
 
     def update_reports(self) -> None:
         table = self.query_one(ReportsTable)
-        before = {i for i, r in table.reports.items() if r["status"] == "Complete"}
+        before = {i for i, r in table.reports.items() if r["status"] == COMPLETE}
         table.show(self.service.recent_reports(200), self.clock())
-        if any(r["status"] == "Complete" and i not in before for i, r in table.reports.items()):
+        if any(r["status"] == COMPLETE and i not in before for i, r in table.reports.items()):
             self.want_fleet()
 
     # Actions.
@@ -300,9 +301,9 @@ class StoremonApp(App):
     def action_export(self) -> None:
         reports = self.query_one(ReportsTable)
         selected = reports.selected_report() if reports.has_focus else None
-        if selected is None or reports.reports.get(selected, {}).get("status") != "Complete":
+        if selected is None or reports.reports.get(selected, {}).get("status") != COMPLETE:
             # the latest complete report as the database has it (the pane may not have caught up yet)
-            selected = next((r["id"] for r in self.service.recent_reports(50) if r["status"] == "Complete"), None)
+            selected = next((r["id"] for r in self.service.recent_reports(50) if r["status"] == COMPLETE), None)
         if selected is None:
             self.notify("no complete report to export yet: press r", severity="warning")
             return

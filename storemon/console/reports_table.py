@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from textual.widgets import DataTable
 
+from storemon.reports import COMPLETE, RUNNING
+
 COLUMNS = (("id", "report"), ("status", "status"), ("progress", "progress"), ("elapsed", "elapsed"),
            ("as_of", "as of (UTC)"), ("interpolation", "int."))
 WIDTHS = {"id": 8, "status": 8, "progress": 11, "elapsed": 7, "as_of": 16, "interpolation": 4}
@@ -58,7 +60,7 @@ class ReportsTable(DataTable):
         new = [r for r in reports if r["id"] not in self.reports]
         for report in reports:
             old = self.reports.get(report["id"])
-            if old is not None and (old != report or report["status"] == "Running"):
+            if old is not None and (old != report or report["status"] == RUNNING):
                 old_values = self._values(old, now)
                 for (column, _), value, old_value in zip(COLUMNS, self._values(report, now), old_values):
                     if value != old_value or column == "elapsed":
@@ -75,7 +77,7 @@ class ReportsTable(DataTable):
 
     @staticmethod
     def _values(report: dict, now: datetime) -> tuple[str, ...]:
-        progress = 1.0 if report["status"] == "Complete" else float(report.get("progress") or 0)
+        progress = 1.0 if report["status"] == COMPLETE else float(report.get("progress") or 0)
         return (report["id"][:8], report["status"], progress_bar(progress), elapsed(report, now),
                 short_instant(report.get("as_of") or report.get("requested_as_of")),
                 (report.get("interpolation") or "")[:4])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from storemon.fleet import ReportRef
+from storemon.reports import ReportRef
 
 
 def short_time(instant: str | None) -> str:
@@ -27,7 +27,8 @@ class StatusBar(Static):
     """
 
     def show(self, *, as_of: str | None, refresh: dict | None, next_refresh: str | None, api: str,
-             down: int | None = None, report: ReportRef | None = None) -> None:
+             down: int | None = None, report: ReportRef | None = None,
+             progress: tuple[str, int, int] | None = None) -> None:
         text = Text()
         text.append("storemon", style="bold")
         text.append("  data as of ")
@@ -41,7 +42,10 @@ class StatusBar(Static):
         if refresh is None:
             text.append("refresh: running the first one...")
         elif refresh.get("status") == "running":
-            text.append(f"refresh running since {short_time(refresh.get('started'))} UTC...")
+            text.append(f"refresh running since {short_time(refresh.get('started'))} UTC")
+            if progress is not None:
+                step, done, total = progress
+                text.append(f": {step} {100 * done // max(total, 1)}%", style="bold")
         else:
             ok = refresh.get("status") == "ok"
             text.append("last refresh ")
