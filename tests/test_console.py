@@ -87,12 +87,13 @@ def test_filter_sort_and_help(data, tmp_path):
             assert stores.selected_store() == uuid_like[0]
             await pilot.press("escape")
             await until(pilot, lambda: stores.row_count == 30)
-            first = stores.selected_store()
-            assert first == min(stores.rows_by_id)
-            await pilot.press("s")  # sort by zone
-            assert stores.sort_column == "zone"
-            zones = [stores.rows_by_id[stores.coordinate_to_cell_key((i, 0)).row_key.value].zone for i in range(30)]
-            assert zones == sorted(zones)
+            assert stores.selected_store() == uuid_like[0]  # clearing the filter keeps the selected store
+            await pilot.press("s")  # sort by the next column: status, stores down during their hours first
+            assert stores.sort_column == "status"
+            shown = [stores.rows_by_id[stores.coordinate_to_cell_key((i, 0)).row_key.value] for i in range(30)]
+            keys = [(not row.offline_in_hours, row.last_active, row.store_id) for row in shown]
+            assert keys == sorted(keys) and not shown[0].last_active
+            assert stores.selected_store() == uuid_like[0]
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
