@@ -213,6 +213,8 @@ class Service:
             version = get_meta(db, "data_version", 0)
             pending = reports.pending_counts(db)
             last_refresh = self.last_refresh()
+            finished = last_refresh if (last_refresh or {}).get("finished") else next(
+                (r for r in self.recent_refreshes(10) if r["finished"]), None)
         except Exception as exc:
             log.exception("health check: database unreachable")
             return {"status": "error", "database": f"unreachable: {exc}"}
@@ -221,9 +223,10 @@ class Service:
             warnings.append("menu_hours.csv has no rows: every store is open 24x7")
         if not db.execute("SELECT 1 FROM zones LIMIT 1").fetchone() and stores:
             warnings.append("timezones.csv has no rows: every store is computed in America/Chicago")
-        failing = [f"{f['name']}: {f['error']}" for f in (last_refresh or {}).get("files", []) if f.get("error")]
-        if last_refresh and last_refresh["error"] and not failing:
-            failing = [last_refresh["error"]]
+        # a refresh still running has no outcome yet: the failing files are those of the last finished one
+        failing = [f"{f['name']}: {f['error']}" for f in (finished or {}).get("files", []) if f.get("error")]
+        if finished and finished["error"] and not failing:
+            failing = [finished["error"]]
         return {
             "status": "ok" if not failing else "degraded",
             "database": "ok",

@@ -54,7 +54,7 @@ def refreshes_after(base, run_id, matching=lambda run: True):
     return the first of the refreshes since `run_id` that `matching` accepts."""
     def done():
         runs = call(f"{base}/refreshes")[1]["refreshes"]
-        if not runs or runs[0]["id"] < run_id + 2 or not runs[0]["finished"]:
+        if not any(r["id"] >= run_id + 2 and r["finished"] for r in runs):
             return None
         return next((r for r in reversed(runs) if r["id"] > run_id and r["finished"] and matching(r)), None)
     return wait_until(done, what=f"a refresh after #{run_id}")
@@ -214,7 +214,8 @@ def test_kill_9_during_a_large_refresh_then_restart(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process, timeout=120)
-        wait_until(lambda: call(f"{base}/health")[1]["last_refresh"]["status"] == "ok", what="a good refresh")
+        wait_until(lambda: call(f"{base}/health")[1]["last_refresh"]["status"] == "ok", timeout=900,
+                   what="a good refresh")
         assert api_report(base) == from_scratch(data, tmp_path)
         statuses = [r["status"] for r in call(f"{base}/refreshes")[1]["refreshes"]]
         assert "interrupted" in statuses
