@@ -52,11 +52,8 @@ class Fleet:
 def load_fleet(db: sqlite_utils.Database) -> Fleet:
     """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report."""
     with read_transaction(db):
-        last = polls.latest(db)
+        last, zones, hours_rows = _latest_polls_and_hours(db)
         store_ids = dict(db.execute("SELECT id, store_id FROM stores").fetchall())
-        zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
-        hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
-                              dtype=np.int64).reshape(-1, 4)
         report, figures = reports.latest_complete(db)
     if len(last) == 0:
         return Fleet(None, [], report)
@@ -78,6 +75,15 @@ def load_fleet(db: sqlite_utils.Database) -> Fleet:
         ))
     rows.sort(key=lambda r: r.store_id)
     return Fleet(as_of, rows, report)
+
+
+def _latest_polls_and_hours(db: sqlite_utils.Database) -> tuple[polls.Polls, dict[int, str], np.ndarray]:
+    """Every store's latest poll, its zone, and the business hours as (store, day, start_us, end_us) rows (call
+    inside a read transaction)."""
+    zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
+    hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
+                          dtype=np.int64).reshape(-1, 4)
+    return polls.latest(db), zones, hours_rows
 
 
 def open_at(keys: np.ndarray, hours_rows: np.ndarray, zones: dict[int, str], instant_us: int) -> np.ndarray:
@@ -104,10 +110,7 @@ class FleetNow:
 def fleet_now(db: sqlite_utils.Database) -> FleetNow:
     """The fleet's counts at the data's latest instant (what the metrics and the console header show)."""
     with read_transaction(db):
-        last = polls.latest(db)
-        zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
-        hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
-                              dtype=np.int64).reshape(-1, 4)
+        last, zones, hours_rows = _latest_polls_and_hours(db)
     if len(last) == 0:
         return FleetNow(0, 0, 0, None)
     as_of = int(last.ts.max())
