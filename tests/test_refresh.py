@@ -80,6 +80,10 @@ def service(data, tmp_path):
     svc.stop()
 
 
+def file_action(run, name) -> str:
+    return next(f["action"] for f in run["files"] if f["name"] == name)
+
+
 def last_run_id(base) -> int:
     return call(f"{base}/refreshes")[1]["refreshes"][0]["id"]
 
@@ -159,19 +163,19 @@ def test_missing_files_and_locked_database_do_not_stop_the_scheduler(service, da
     run = last_run_id(base)
     assert "timezones.csv: file is missing" in refreshes_after(base, run, changed)["error"]
     shutil.move(moved, data / "timezones.csv")
+    restored = refreshes_after(base, run, lambda r: r["status"] == "ok")  # the file is back as it was: unchanged
 
     blocker = sqlite3.connect(service.config.db_path, timeout=5)
     blocker.execute("BEGIN EXCLUSIVE")
     os.utime(data / "menu_hours.csv")  # something to do for the next refresh
     try:
-        wait_until(lambda: service.refresher.last_result and not service.refresher.last_result["ok"]
-                   and "database" in service.refresher.last_result["errors"][0], what="a locked-database failure")
+        wait_until(lambda: service.refresher.last_result and not service.refresher.last_result.ok
+                   and "database" in service.refresher.last_result.errors[0], what="a locked-database failure")
     finally:
         blocker.rollback()
         blocker.close()
-    run = last_run_id(base)
-    latest = refreshes_after(base, run, lambda r: r["status"] == "ok" and changed(r))
-    assert latest["files"][1]["action"] == "read"
+    hours_read = refreshes_after(base, restored["id"], lambda r: r["status"] == "ok" and changed(r))
+    assert file_action(hours_read, "menu_hours.csv") == "read"
     assert any(r["status"] == "failed" and "locked" in (r["error"] or "")
                for r in call(f"{base}/refreshes")[1]["refreshes"])
     assert api_report(base) == before
