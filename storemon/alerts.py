@@ -18,8 +18,7 @@ import apprise
 import sqlite_utils
 
 from storemon.background import BackgroundThread, tell
-from storemon.db import get_meta, open_db, write_transaction
-from storemon.ingest import now_iso
+from storemon.db import get_meta, now_iso, open_db, write_transaction
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ steps in `MIGRATIONS` (each in one transaction); one of a newer version than thi
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -143,6 +144,11 @@ class write_transaction(read_transaction):  # noqa: N801 - used as a context man
     for other writers within the busy timeout, so the transaction never fails half-way to upgrade its lock."""
 
     begin = "BEGIN IMMEDIATE"
+
+
+def now_iso() -> str:
+    """The current UTC time as the database records it: ISO-8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def get_meta(db: sqlite_utils.Database, key: str, default: object = None) -> object:

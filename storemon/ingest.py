@@ -7,15 +7,12 @@ where the last read ended, a rewritten one is read again in full. Each ingest is
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, astuple, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,61 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlite_utils
 
-from storemon import incidents, parse, polls, sources
-from storemon.db import get_meta, set_meta, write_transaction
+from storemon import incidents, parse, polls, runs, sources
+from storemon.db import get_meta, now_iso, set_meta, write_transaction
 from storemon.parse import US_PER_DAY
 from storemon.sources import HOURS, POLLS, ZONES, Chunk, SourceError
 from storemon.zones import DEFAULT_ZONE, lookup_zone
 
 BAD_LINES_KEPT = 10
 
-
-
-@dataclass
-class FileResult:
-    """What one ingest did with one file."""
-
-    name: str
-    kind: str
-    action: str = "unchanged"  # read | appended | unchanged | failed
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_skipped: int = 0
-    bad_lines: list[tuple[int, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class IngestResult:
-    """The outcome of one ingest: per-file results, and the data version it produced."""
-
-    run_id: int
-    started: str
-    finished: str
-    files: list[FileResult]
-    data_version: int
-    changed: bool
-    rolled_back: bool = False
-
-    @property
-    def errors(self) -> list[str]:
-        return [f.error for f in self.files if f.error]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["ok"] = self.ok
-        out["errors"] = self.errors
-        return out
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO-8601 with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Progress = Callable[[str, int, int], None]
@@ -93,7 +43,7 @@ class IngestCancelled(Exception):
 
 def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = False,
            retain_days: int = DEFAULT_RETAIN_DAYS, cancel: threading.Event | None = None,
-           progress: Progress | None = None) -> IngestResult:
+           progress: Progress | None = None) -> runs.Refresh:
     """Load the data directory's CSV files into `db` (one transaction), and record the run.
 
     Files are read and parsed first, in bounded blocks (polls are set aside by day on disk); the database is then
@@ -107,42 +57,40 @@ def ingest(db: sqlite_utils.Database, data_dir: str | Path, *, strict: bool = Fa
     if 0 < retain_days < MIN_RETAIN_DAYS:
         raise ValueError(f"retain_days must be 0 (keep everything) or at least {MIN_RETAIN_DAYS}")
     data_dir = Path(data_dir)
-    started = now_iso()
-    run_id = db.execute("INSERT INTO ingest_runs (started, status, owner) VALUES (?, 'running', ?)",
-                        [started, run_owner()]).lastrowid
+    run = runs.start(db)
     try:
         with tempfile.TemporaryDirectory(prefix="storemon-ingest-") as spill_dir:
             loaded = _Loaded(spill=_PollSpill(Path(spill_dir)), store_keys=_StoreKeys(db), cancel=cancel,
                              progress=progress)
             states = {row["name"]: row for row in db.query("SELECT * FROM source_files")}
             _read_sources(data_dir, states, loaded)
-            rolled_back = strict and any(f.error for f in loaded.files)
-            changed = loaded.changed and not rolled_back
-            if changed:
+            failing = [f.error for f in loaded.files if f.error]
+            if loaded.changed and not (strict and failing):
                 with write_transaction(db):
-                    version = _write(db, loaded, retain_days)
+                    run.data_version = _write(db, loaded, retain_days)
             else:
-                version = int(get_meta(db, "data_version", 0) or 0)
+                run.data_version = int(get_meta(db, "data_version", 0) or 0)
     except BaseException as exc:
-        reason = describe_failure(exc)
+        interrupted = isinstance(exc, KeyboardInterrupt | IngestCancelled)
+        run.status, run.error = runs.INTERRUPTED if interrupted else runs.FAILED, describe_failure(exc)
+        run.finished, run.data_version = now_iso(), None
         try:
-            interrupted = isinstance(exc, KeyboardInterrupt | IngestCancelled)
-            _finish_run(db, run_id, "interrupted" if interrupted else "failed", None, [], reason)
+            runs.finish(db, run)
         except sqlite3.Error:
-            raise RunFailed(run_id, reason) from exc
+            raise RunFailed(run) from exc
         raise
-    result = IngestResult(run_id, started, now_iso(), loaded.files, version, changed, rolled_back)
-    status = "ok" if result.ok else ("rolled back" if rolled_back else "partial")
-    _finish_run(db, run_id, status, version, loaded.files, "; ".join(result.errors) or None, result.finished)
-    return result
+    run.finished, run.files, run.error = now_iso(), loaded.files, "; ".join(failing) or None
+    run.status = runs.OK if not failing else (runs.ROLLED_BACK if strict else runs.PARTIAL)
+    runs.finish(db, run)
+    return run
 
 
 class RunFailed(Exception):
     """An ingest failed and its run could not be marked failed (the database refused): the caller records it."""
 
-    def __init__(self, run_id: int, reason: str) -> None:
-        super().__init__(reason)
-        self.run_id = run_id
+    def __init__(self, run: runs.Refresh) -> None:
+        super().__init__(run.error)
+        self.run = run
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -154,62 +102,6 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, IngestCancelled):
         return "interrupted (the service stopped)"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _finish_run(db: sqlite_utils.Database, run_id: int, status: str, version: int | None, files: list[FileResult],
-                error: str | None, finished: str | None = None) -> None:
-    """Record how a run ended."""
-    db.execute(
-        "UPDATE ingest_runs SET finished = ?, status = ?, data_version = ?, files = ?, error = ? WHERE id = ?",
-        [finished or now_iso(), status, version, json.dumps([asdict(f) for f in files]), error, run_id],
-    )
-
-
-def record_failed_run(db: sqlite_utils.Database, run_id: int | None, started: str, finished: str,
-                      reason: str) -> int:
-    """Record a run that failed: its own row marked failed, or a new failed row if it never got one."""
-    if run_id is not None:
-        db.execute("UPDATE ingest_runs SET finished = ?, status = 'failed', error = ? WHERE id = ?",
-                   [finished, reason, run_id])
-        return run_id
-    return db.execute(
-        "INSERT INTO ingest_runs (started, finished, status, files, error, owner) VALUES (?, ?, 'failed', '[]', ?, ?)",
-        [started, finished, reason, run_owner()],
-    ).lastrowid
-
-
-def mark_interrupted_runs(db: sqlite_utils.Database) -> int:
-    """Runs left 'running' by a process of this host that is gone (killed, say) are recorded as interrupted;
-    a live process's run, or another host's, is left alone. Returns how many."""
-    gone = [run_id for run_id, owner in db.execute("SELECT id, owner FROM ingest_runs WHERE status = 'running'")
-            if not _owner_alive(owner)]
-    for run_id in gone:
-        db.execute("UPDATE ingest_runs SET status = 'interrupted', error = 'the process stopped during this ingest' "
-                   "WHERE id = ? AND status = 'running'", [run_id])
-    return len(gone)
-
-
-def run_owner() -> str:
-    """This process, as the ingest log names the owner of a run: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str | None) -> bool:
-    """Whether the process that started a run (host:pid) may still be running it."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -332,7 +224,7 @@ class _Loaded:
 
     spill: _PollSpill
     store_keys: _StoreKeys
-    files: list[FileResult] = field(default_factory=list)
+    files: list[runs.FileResult] = field(default_factory=list)
     states: list[_FileState] = field(default_factory=list)
     hours: dict[str, np.ndarray] | None = None
     zones: dict[str, np.ndarray] | None = None
@@ -446,7 +338,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
     A last line without a newline that does not parse is taken as still being written: a poll file leaves it
     for the next read; a business-hours or zone file (replaced whole) is not used at all this time.
     """
-    result = FileResult(path.name, kind)
+    result = runs.FileResult(path.name, kind)
     loaded.files.append(result)
     try:
         if isinstance(plan, SourceError):
@@ -519,7 +411,7 @@ def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
 class _BadRows:
     """Counts a file's rows and keeps its first bad lines with their reasons."""
 
-    def __init__(self, result: FileResult) -> None:
+    def __init__(self, result: runs.FileResult) -> None:
         self.result = result
         self.shown: list[tuple[int, str]] = []
 

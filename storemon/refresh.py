@@ -16,21 +16,15 @@ from pathlib import Path
 
 import schedule
 
+from storemon import runs
 from storemon.background import BackgroundThread, tell
-from storemon.db import open_db
-from storemon.ingest import (
-    DEFAULT_RETAIN_DAYS,
-    IngestCancelled,
-    IngestResult,
-    RunFailed,
-    describe_failure,
-    ingest,
-    now_iso,
-    record_failed_run,
-)
+from storemon.db import BUSY_TIMEOUT_S, now_iso, open_db
+from storemon.ingest import DEFAULT_RETAIN_DAYS, IngestCancelled, RunFailed, describe_failure, ingest
+from storemon.runs import Refresh
 
 log = logging.getLogger(__name__)
 RETRY_FIRST_S = 5.0
+DEFAULT_INTERVAL_S = 3600.0
 
 
 class Refresher(BackgroundThread):
@@ -42,9 +36,9 @@ class Refresher(BackgroundThread):
         self,
         data_dir: str | Path,
         db_path: str | Path,
-        interval: float = 3600.0,
-        on_refresh: Callable[[dict], None] | None = None,
-        busy_timeout: float = 30.0,
+        interval: float = DEFAULT_INTERVAL_S,
+        on_refresh: Callable[[Refresh], None] | None = None,
+        busy_timeout: float = BUSY_TIMEOUT_S,
         retain_days: int = DEFAULT_RETAIN_DAYS,
     ) -> None:
         super().__init__()
@@ -55,7 +49,7 @@ class Refresher(BackgroundThread):
         self.retain_days = retain_days
         self.on_refresh = on_refresh
         self.first_done = threading.Event()
-        self.last_result: dict | None = None
+        self.last_result: Refresh | None = None
         # (step, done, total) of the refresh running now, as `ingest` reports it; None between refreshes
         self.progress: tuple[str, int, int] | None = None
         self.next_run: str | None = None
@@ -63,10 +57,10 @@ class Refresher(BackgroundThread):
         self._finished = threading.Condition()
         self._count = 0
         self._refreshing = False
-        self._unrecorded: list[dict] = []
+        self._unrecorded: list[Refresh] = []
         self._failures = 0
 
-    def refresh_now(self, wait_seconds: float = 0.0) -> dict | None:
+    def refresh_now(self, wait_seconds: float = 0.0) -> Refresh | None:
         """Ask for a refresh now; wait up to `wait_seconds` for it and return its result (None if not done)."""
         with self._finished:
             target = self._count + 1 if not self._refreshing else self._count + 2
@@ -93,8 +87,8 @@ class Refresher(BackgroundThread):
         started = time.monotonic()
         try:
             result = self._ingest()
-            result["seconds"] = round(time.monotonic() - started, 3)
-            self._failures = 0 if result["ok"] else self._failures + 1
+            result.seconds = round(time.monotonic() - started, 3)
+            self._failures = 0 if result.ok else self._failures + 1
         finally:
             self._refreshing = False
             self._scheduler_reset()
@@ -116,39 +110,35 @@ class Refresher(BackgroundThread):
         next_run = self._scheduler.next_run
         self.next_run = next_run.astimezone().isoformat(timespec="seconds") if next_run else None
 
-    def _ingest(self) -> dict:
+    def _ingest(self) -> Refresh:
         started = now_iso()
         db = None
         try:
             db = open_db(self.db_path, busy_timeout=self.busy_timeout)
             self._record_failures(db)
-            outcome: IngestResult = ingest(db, self.data_dir, retain_days=self.retain_days, cancel=self._stop,
-                                           progress=self._progressed)
-            result = outcome.to_dict()
+            outcome = ingest(db, self.data_dir, retain_days=self.retain_days, cancel=self._stop,
+                             progress=self._progressed)
             if outcome.ok:
-                log.info("refresh #%s: data version %s%s", outcome.run_id, outcome.data_version,
+                log.info("refresh #%s: data version %s%s", outcome.id, outcome.data_version,
                          "" if outcome.changed else " (nothing changed)")
             else:
-                log.warning("refresh #%s: %s", outcome.run_id, "; ".join(outcome.errors))
-            return result
+                log.warning("refresh #%s: %s", outcome.id, "; ".join(outcome.errors))
+            return outcome
         except IngestCancelled:
             log.info("refresh stopped: the service is stopping")
-            return {"run_id": None, "started": started, "finished": now_iso(), "files": [], "ok": False,
-                    "errors": ["stopped"], "changed": False, "data_version": None, "rolled_back": False}
+            return Refresh.failed(started, "stopped", runs.INTERRUPTED)
         except RunFailed as exc:
-            run_id, reason = exc.run_id, str(exc)
+            failure = exc.run
         except Exception as exc:
             if not isinstance(exc, sqlite3.Error | OSError):
                 log.exception("refresh failed")
-            run_id, reason = None, describe_failure(exc)
+            failure = Refresh.failed(started, describe_failure(exc))
         finally:
             self.progress = None
             if db is not None:
                 db.close()
-        log.warning("refresh failed: %s", reason)
-        failure = {"run_id": None, "started": started, "finished": now_iso(), "files": [], "ok": False,
-                   "errors": [reason], "changed": False, "data_version": None, "rolled_back": False}
-        self._unrecorded.append((run_id, failure))
+        log.warning("refresh failed: %s", failure.error)
+        self._unrecorded.append(failure)
         return failure
 
     def _progressed(self, step: str, done: int, total: int) -> None:
@@ -158,7 +148,5 @@ class Refresher(BackgroundThread):
         """Record refreshes that failed on the database (locked, say), now that it answers: the run's own row is
         marked failed, or a failed row is added for a run that never got one."""
         while self._unrecorded:
-            run_id, failure = self._unrecorded[0]
-            failure["run_id"] = record_failed_run(db, run_id, failure["started"], failure["finished"],
-                                                  failure["errors"][0])
+            runs.record_failed(db, self._unrecorded[0])
             self._unrecorded.pop(0)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from storemon.db import now_iso
 from storemon.engine import csv_field
-from storemon.ingest import now_iso
 
 QUEUED, RUNNING, COMPLETE, FAILED = "Queued", "Running", "Complete", "Failed"
 SUMMARY_NAMES = ("id", "status", "progress", "requested_as_of", "interpolation", "as_of", "data_version", "created",

@@ -7,25 +7,25 @@ messages. Each thread uses its own database connection.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storemon import incidents, reports
+from storemon import incidents, reports, runs
 from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES, Alert, Notifier
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.background import tell
-from storemon.db import get_meta, open_db
+from storemon.db import BUSY_TIMEOUT_S, get_meta, open_db
 from storemon.fleet import FleetNow, fleet_now
-from storemon.ingest import DEFAULT_RETAIN_DAYS, mark_interrupted_runs
-from storemon.jobs import DEFAULT_KEEP_REPORTS, ReportJobs
+from storemon.ingest import DEFAULT_RETAIN_DAYS
+from storemon.jobs import DEFAULT_KEEP_REPORTS, DEFAULT_WORKERS, ReportJobs
 from storemon.metrics import Metrics
 from storemon.parse import format_instant
-from storemon.refresh import Refresher
-from storemon.server import ApiServer, PortUnavailable
+from storemon.refresh import DEFAULT_INTERVAL_S, Refresher
+from storemon.runs import Refresh
+from storemon.server import DEFAULT_API_THREADS, DEFAULT_HOST, DEFAULT_PORT, ApiServer, PortUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ class ServiceConfig:
 
     data_dir: Path
     db_path: Path
-    host: str = "127.0.0.1"
-    port: int = 8081
-    workers: int = 2
-    refresh_interval: float = 3600.0
-    api_threads: int = 64
-    busy_timeout: float = 30.0
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = DEFAULT_WORKERS
+    refresh_interval: float = DEFAULT_INTERVAL_S
+    api_threads: int = DEFAULT_API_THREADS
+    busy_timeout: float = BUSY_TIMEOUT_S
     retain_days: int = DEFAULT_RETAIN_DAYS
     triggers_per_minute: int = DEFAULT_TRIGGERS_PER_MINUTE
     keep_reports: int = DEFAULT_KEEP_REPORTS
@@ -51,12 +51,11 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class Change:
-    """What changed: `kind` is 'report' (with its id), 'refresh' (with its result) or 'alert' (a notification
-    was sent)."""
+    """What changed: `kind` is 'report' (one was queued, started, progressed or ended), 'refresh' (with its
+    result) or 'alert' (a notification was sent)."""
 
     kind: str
-    report_id: str | None = None
-    refresh: dict | None = None
+    refresh: Refresh | None = None
     alert: Alert | None = None
 
 
@@ -89,7 +88,7 @@ class Service:
     def start(self, *, require_api: bool = True) -> None:
         """Start everything. Without `require_api`, a port that cannot be bound is recorded in `api_error`."""
         db = self.db()
-        interrupted = mark_interrupted_runs(db)
+        interrupted = runs.mark_interrupted(db)
         if interrupted:
             log.warning("%d ingest(s) were interrupted by a stop; the next refresh completes them", interrupted)
         try:
@@ -137,11 +136,11 @@ class Service:
         return db
 
     def _report_changed(self, report_id: str) -> None:
-        self._emit(Change("report", report_id=report_id))
+        self._emit(Change("report"))
 
-    def _refreshed(self, result: dict) -> None:
+    def _refreshed(self, result: Refresh) -> None:
         self.jobs.data_ready.set()
-        self.metrics.refresh_done(result["ok"], result.get("seconds", 0.0))
+        self.metrics.refresh_done(result.ok, result.seconds or 0.0)
         self.notifier.wake()
         self._emit(Change("refresh", refresh=result))
 
@@ -182,27 +181,18 @@ class Service:
     def metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.exposition()
 
-    def recent_refreshes(self, limit: int = 20) -> list[dict]:
-        rows = self.db().execute(
-            "SELECT id, started, finished, status, data_version, files, error FROM ingest_runs "
-            "ORDER BY id DESC LIMIT ?", [limit]
-        ).fetchall()
-        return [
-            {"id": r[0], "started": r[1], "finished": r[2], "status": r[3], "data_version": r[4],
-             "files": json.loads(r[5] or "[]"), "error": r[6]}
-            for r in rows
-        ]
+    def recent_refreshes(self, limit: int = 20) -> list[Refresh]:
+        return runs.recent(self.db(), limit)
 
-    def last_refresh(self) -> dict | None:
-        """The latest refresh as `recent_refreshes` gives it, or one that failed before it could be recorded."""
+    def last_refresh(self) -> Refresh | None:
+        """The latest refresh: the last recorded, or one that failed before it could be recorded."""
         pending = self.refresher.last_result
-        if pending is not None and pending["run_id"] is None:
-            return {"id": None, "started": pending["started"], "finished": pending["finished"], "status": "failed",
-                    "data_version": None, "files": [], "error": pending["errors"][0]}
-        last = self.recent_refreshes(1)
+        if pending is not None and pending.id is None:
+            return pending
+        last = runs.recent(self.db(), 1)
         return last[0] if last else None
 
-    def refresh_now(self, wait_seconds: float = 0.0) -> dict | None:
+    def refresh_now(self, wait_seconds: float = 0.0) -> Refresh | None:
         return self.refresher.refresh_now(wait_seconds)
 
     def health(self) -> dict:
@@ -213,8 +203,8 @@ class Service:
             version = get_meta(db, "data_version", 0)
             pending = reports.pending_counts(db)
             last_refresh = self.last_refresh()
-            finished = last_refresh if (last_refresh or {}).get("finished") else next(
-                (r for r in self.recent_refreshes(10) if r["finished"]), None)
+            finished = last_refresh if last_refresh and last_refresh.finished else next(
+                (r for r in runs.recent(db, 10) if r.finished), None)
         except Exception as exc:
             log.exception("health check: database unreachable")
             return {"status": "error", "database": f"unreachable: {exc}"}
@@ -224,9 +214,7 @@ class Service:
         if not db.execute("SELECT 1 FROM zones LIMIT 1").fetchone() and stores:
             warnings.append("timezones.csv has no rows: every store is computed in America/Chicago")
         # a refresh still running has no outcome yet: the failing files are those of the last finished one
-        failing = [f"{f['name']}: {f['error']}" for f in (finished or {}).get("files", []) if f.get("error")]
-        if finished and finished["error"] and not failing:
-            failing = [finished["error"]]
+        failing = finished.errors if finished else []
         return {
             "status": "ok" if not failing else "degraded",
             "database": "ok",
@@ -234,7 +222,7 @@ class Service:
             "data_version": version,
             "stores": stores,
             "polls": polls,
-            "last_refresh": last_refresh,
+            "last_refresh": last_refresh.to_dict() if last_refresh else None,
             "failing": failing,
             "warnings": warnings,
             "next_refresh": self.refresher.next_run,

@@ -112,7 +112,7 @@ def test_a_failing_webhook_is_retried_and_never_holds_up_the_refresh(tmp_path, w
         while service.notifier.failed == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert service.notifier.failed >= 1 and webhook.bodies == []
-        assert service.refresh_now(120)["ok"]
+        assert service.refresh_now(120).ok
         webhook.status = 200
         service.refresh_now(120)  # the next refresh retries what is still due
         titles = [b["title"] for b in webhook.wait_for(2)]

@@ -21,7 +21,7 @@ from test_server import call, free_port, serve, wait_ready, wait_report
 from webtest import TestApp
 
 from storemon.db import open_db
-from storemon.ingest import mark_interrupted_runs
+from storemon.runs import mark_interrupted
 from storemon.service import Service, ServiceConfig
 
 STOREMON = [sys.executable, "-m", "storemon"]
@@ -171,16 +171,16 @@ def test_a_failed_refresh_leaves_no_run_running_and_is_retried_soon(tmp_path):
         with (data / "store_status.csv").open("a") as handle:
             handle.write("S,2023-01-23 12:00:00,active\n")
         result = service.refresh_now(wait_seconds=30)
-        assert result is not None and not result["ok"] and "database" in result["errors"][0]
+        assert result is not None and not result.ok and "database" in result.errors[0]
         blocker.execute("ROLLBACK")
         blocker.close()
         deadline = time.monotonic() + 60  # retried in seconds, not at the next interval (an hour)
-        while time.monotonic() < deadline and not (service.refresher.last_result or {}).get("ok"):
+        while time.monotonic() < deadline and not (service.refresher.last_result and service.refresher.last_result.ok):
             time.sleep(0.1)
-        assert service.refresher.last_result["ok"] and service.refresher.last_result["changed"]
-        runs = service.recent_refreshes(10)
-        assert [r["status"] for r in runs if r["status"] == "running"] == []
-        assert [r["status"] for r in runs][:2] == ["ok", "failed"]
+        assert service.refresher.last_result.ok and service.refresher.last_result.changed
+        statuses = [r.status for r in service.recent_refreshes(10)]
+        assert "running" not in statuses
+        assert statuses[:2] == ["ok", "failed"]
     finally:
         service.stop()
 
@@ -196,7 +196,7 @@ def test_a_second_service_does_not_relabel_a_live_run(db_path):
         dead.wait()
         db.execute("INSERT INTO ingest_runs (started, status, owner) VALUES ('t', 'running', ?)",
                    [f"{host}:{dead.pid}"])
-        assert mark_interrupted_runs(db) == 1
+        assert mark_interrupted(db) == 1
         assert [r[0] for r in db.execute("SELECT status FROM ingest_runs ORDER BY id")] == ["running", "interrupted"]
         db.close()
     finally:
@@ -338,7 +338,7 @@ def test_header_only_hours_and_zones_are_flagged(tmp_path):
     service.start()
     try:
         assert service.refresher.first_done.wait(120)
-        notes = [note for f in service.refresher.last_result["files"] for note in f["notes"]]
+        notes = [note for f in service.refresher.last_result.files for note in f.notes]
         assert any("every store is now open 24x7" in n for n in notes)
         warnings = service.health()["warnings"]
         assert any("menu_hours.csv has no rows" in w for w in warnings)

@@ -231,7 +231,7 @@ class StoremonApp(App):
         self.update_status()
         if self.query_one(StoresTable).row_count == 0:
             self.load_fleet()
-        elif change.refresh and change.refresh.get("changed"):
+        elif change.refresh and change.refresh.changed:
             self.want_fleet()
 
     def on_data_table_row_highlighted(self, event: StoresTable.RowHighlighted) -> None:

@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from storemon.reports import ReportRef
+from storemon.runs import RUNNING, Refresh
 
 
 def short_time(instant: str | None) -> str:
@@ -26,7 +27,7 @@ class StatusBar(Static):
     }
     """
 
-    def show(self, *, as_of: str | None, refresh: dict | None, next_refresh: str | None, api: str,
+    def show(self, *, as_of: str | None, refresh: Refresh | None, next_refresh: str | None, api: str,
              down: int | None = None, report: ReportRef | None = None,
              progress: tuple[str, int, int] | None = None) -> None:
         text = Text()
@@ -41,20 +42,19 @@ class StatusBar(Static):
         text.append("\n")
         if refresh is None:
             text.append("refresh: running the first one...")
-        elif refresh.get("status") == "running":
-            text.append(f"refresh running since {short_time(refresh.get('started'))} UTC")
+        elif refresh.status == RUNNING:
+            text.append(f"refresh running since {short_time(refresh.started)} UTC")
             if progress is not None:
                 step, done, total = progress
                 text.append(f": {step} {100 * done // max(total, 1)}%", style="bold")
         else:
-            ok = refresh.get("status") == "ok"
             text.append("last refresh ")
-            text.append(f"{refresh.get('status', '?')}", style="bold green" if ok else "bold red")
-            text.append(f" at {short_time(refresh.get('finished'))} UTC")
-            if refresh.get("data_version") is not None:
-                text.append(f", data version {refresh['data_version']}")
-            if refresh.get("error"):
-                text.append(f" ({refresh['error'][:80]})", style="red")
+            text.append(refresh.status, style="bold green" if refresh.ok else "bold red")
+            text.append(f" at {short_time(refresh.finished)} UTC")
+            if refresh.data_version is not None:
+                text.append(f", data version {refresh.data_version}")
+            if refresh.error:
+                text.append(f" ({refresh.error[:80]})", style="red")
         if next_refresh:
             text.append(f"   next {next_refresh[11:19]}")
         text.append("\nuptime figures: ")
