@@ -2,8 +2,9 @@
 
 Endpoints: `/trigger_report`, `/get_report` (GET or POST), `/reports`, `/incidents`, `/health`, `/metrics`,
 `/refreshes`, `POST /refresh`.
-Every answer is JSON (or the report CSV on request); every error is a JSON body with a status code, never a
-traceback: those go to the log.
+Every answer is JSON (or the report CSV on request). Every error, the API's own (`RequestError`, a bad parameter
+of the service's) and Bottle's (no such route, a method not allowed, an exception), becomes its answer in one
+place, `error_answer`: a JSON body with a status code, never a traceback (those go to the log).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from storemon.engine import csv_field
 from storemon.jobs import BadParameter
 from storemon.parse import parse_instant
 from storemon.reports import COMPLETE, FAILED, RUNNING
+from storemon.runs import Refresh
 
 MAX_BODY = 1024 * 1024
 DEFAULT_TRIGGERS_PER_MINUTE = 60
@@ -34,17 +36,16 @@ class Backend(Protocol):
     def recent_reports(self, limit: int) -> list[dict]: ...
     def incidents(self, store_id: str | None, since_us: int | None, ongoing: bool, limit: int) -> list[dict]: ...
     def health(self) -> dict: ...
-    def recent_refreshes(self, limit: int) -> list[dict]: ...
-    def refresh_now(self, wait_seconds: float) -> dict | None: ...
+    def recent_refreshes(self, limit: int) -> list[Refresh]: ...
+    def refresh_now(self, wait_seconds: float) -> Refresh | None: ...
     def metrics_text(self) -> tuple[bytes, str]: ...
 
 
-class RequestError(Exception):
-    """A bad request: its status code and message."""
+class RequestError(bottle.HTTPError):
+    """A bad request: its status code, message and any headers to send (Retry-After, say)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    def __init__(self, status: int, message: str, **headers: str) -> None:
+        super().__init__(status, message, **headers)
 
 
 def json_response(body: dict | list, status: int = 200) -> str:
@@ -84,36 +85,23 @@ def request_params() -> dict[str, Any]:
 def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_MINUTE) -> bottle.Bottle:
     """The API as a Bottle application object bound to `backend`."""
     app = bottle.Bottle(catchall=True)
+    app.install(bad_parameters_are_400)
+    app.default_error_handler = error_answer
     limiter = TriggerLimiter(triggers_per_minute)
 
-    def endpoint(handler):
-        def wrapped(*args, **kwargs):
-            try:
-                return handler(*args, **kwargs)
-            except RequestError as exc:
-                return json_response({"status": "error", "error": str(exc)}, exc.status)
-
-        return wrapped
-
     @app.route("/trigger_report", method=["GET", "POST"])
-    @endpoint
     def trigger_report():
         if bottle.request.method == "HEAD":
             raise RequestError(405, "HEAD is not allowed on /trigger_report (it would trigger a report)")
         retry_after = limiter.take(bottle.request.remote_addr or "")
         if retry_after:
-            bottle.response.set_header("Retry-After", str(int(retry_after) + 1))
             raise RequestError(429, f"too many reports triggered: at most {limiter.per_minute} a minute per client; "
-                                    f"try again in {retry_after:.0f} s")
+                                    f"try again in {retry_after:.0f} s", **{"Retry-After": str(int(retry_after) + 1)})
         params = request_params()
-        try:
-            report_id = backend.trigger_report(params.get("as_of"), params.get("interpolation"))
-        except BadParameter as exc:
-            raise RequestError(400, str(exc)) from None
+        report_id = backend.trigger_report(params.get("as_of"), params.get("interpolation"))
         return json_response({"status": "success", "report_id": report_id})
 
     @app.route("/get_report", method=["GET", "POST"])
-    @endpoint
     def get_report():
         params = request_params()
         report_id = params.get("report_id")
@@ -139,14 +127,12 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
         return json_response({"status": COMPLETE, "data": csv_text})
 
     @app.get("/reports")
-    @endpoint
     def reports():
         params = request_params()
         limit = _limit(params)
         return json_response({"reports": backend.recent_reports(limit)})
 
     @app.get("/incidents")
-    @endpoint
     def incidents():
         params = request_params()
         since = params.get("since")
@@ -172,25 +158,22 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
         return json_response({"incidents": found})
 
     @app.get("/health")
-    @endpoint
     def health():
         body = backend.health()
         return json_response(body, 200 if body.get("database") == "ok" else 503)
 
     @app.get("/metrics")
-    @endpoint
     def metrics():
         text, content_type = backend.metrics_text()
         bottle.response.content_type = content_type
         return text
 
     @app.get("/refreshes")
-    @endpoint
     def refreshes():
-        return json_response({"refreshes": backend.recent_refreshes(_limit(request_params()))})
+        runs = backend.recent_refreshes(_limit(request_params()))
+        return json_response({"refreshes": [run.to_dict() for run in runs]})
 
     @app.post("/refresh")
-    @endpoint
     def refresh():
         params = request_params()
         try:
@@ -200,27 +183,36 @@ def build_app(backend: Backend, triggers_per_minute: int = DEFAULT_TRIGGERS_PER_
         result = backend.refresh_now(max(0.0, min(wait, 600.0)))
         if result is None:
             return json_response({"status": "accepted", "message": "refresh started; see /refreshes"}, 202)
-        return json_response({"status": "done", "refresh": result})
+        return json_response({"status": "done", "refresh": result.to_dict()})
 
-    @app.error(404)
-    def not_found(error):
-        return json_response({"status": "error", "error": f"no such endpoint: {bottle.request.path}"}, 404)
-
-    @app.error(405)
-    def not_allowed(error):
-        return json_response(
-            {"status": "error", "error": f"method {bottle.request.method} not allowed on {bottle.request.path}"}, 405
-        )
-
-    @app.error(500)
-    def internal(error):
-        return json_response({"status": "error", "error": "internal error (see the log)"}, 500)
-
-    def any_error(error):
-        return json_response({"status": "error", "error": str(error.body or error.status_line)}, error.status_code)
-
-    app.default_error_handler = any_error
     return app
+
+
+def bad_parameters_are_400(callback):
+    """Bottle plugin: a parameter the service refuses (BadParameter) is a 400 with its message."""
+    def wrapped(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except BadParameter as exc:
+            raise RequestError(400, str(exc)) from None
+
+    return wrapped
+
+
+def error_answer(error: bottle.HTTPError) -> str:
+    """Every error's answer: `{"status": "error", "error": message}` with its status code."""
+    if isinstance(error, RequestError):
+        message = str(error.body)
+    elif error.status_code == 404:
+        message = f"no such endpoint: {bottle.request.path}"
+    elif error.status_code == 405:
+        message = f"method {bottle.request.method} not allowed on {bottle.request.path}"
+    elif error.status_code >= 500:
+        message = "internal error (see the log)"
+    else:
+        message = str(error.body or error.status_line)
+    bottle.response.content_type = "application/json"
+    return json.dumps({"status": "error", "error": message})
 
 
 def _limit(params: dict, default: int = 50, most: int = 1000) -> int:
