@@ -32,16 +32,20 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
     _add_data_dir(parser)
     _add_db(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8081, help="API port (default: 8081)")
-    parser.add_argument("--workers", type=int, default=2, help="report worker processes (default: 2)")
-    parser.add_argument("--refresh-interval", type=float, default=3600.0, metavar="SECONDS",
-                        help="seconds between data refreshes (default: 3600)")
-    parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
-    _add_retain_days(parser)
     from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES
     from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE
-    from storemon.jobs import DEFAULT_KEEP_REPORTS
+    from storemon.jobs import DEFAULT_KEEP_REPORTS, DEFAULT_WORKERS
+    from storemon.refresh import DEFAULT_INTERVAL_S
+    from storemon.server import DEFAULT_HOST, DEFAULT_PORT
+
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address the API listens on (default: {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"API port (default: {DEFAULT_PORT})")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"report worker processes (default: {DEFAULT_WORKERS})")
+    parser.add_argument("--refresh-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+                        help=f"seconds between data refreshes (default: {DEFAULT_INTERVAL_S:g})")
+    parser.add_argument("--log-file", default=DEFAULT_LOG, help=f"log file (default: {DEFAULT_LOG})")
+    _add_retain_days(parser)
 
     parser.add_argument("--trigger-limit", type=int, default=DEFAULT_TRIGGERS_PER_MINUTE, metavar="N",
                         help="reports a client may trigger a minute, in bursts of up to N; 0: no limit "

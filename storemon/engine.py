@@ -150,6 +150,8 @@ class StatusIntegral:
         self.floor = -2 * WINDOWS_US[-1] - 1
         self.steps = np.maximum(steps, self.floor)
         self.active = active.astype(np.int64)
+        # One sorted int64 key per (store, time): store-major, so a single searchsorted finds each store's step at
+        # any instant. Every time offset lies in [0, span), so the store's part of the key never spills over.
         self.span = -self.floor + 1
         self.keys = self.dense * self.span + (self.steps - self.floor)
         gained = np.zeros(count, dtype=np.int64)

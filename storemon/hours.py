@@ -84,6 +84,8 @@ def union_by_store(
     base = int(begin.min())
     span = int(end.max()) - base + 1
     dense = np.unique(store, return_inverse=True)[1].astype(np.int64)
+    # Keys `dense * span + offset` order intervals by store, then time, with every offset in [0, span): one running
+    # maximum over all stores then gives each store's reach so far, never carrying one store's ends into the next.
     reach = np.maximum.accumulate(dense * span + (end - base))
     starts_group = np.ones(len(store), dtype=bool)
     starts_group[1:] = dense[1:] * span + (begin[1:] - base) > reach[:-1]

@@ -1,7 +1,7 @@
-"""Report jobs: a queue of triggered reports, run by a bounded pool of worker threads.
+"""Report jobs: a queue of triggered reports, computed in a pool of processes.
 
-Each worker thread hands its report to a pool of processes (one per worker), so that the engine's work never
-competes with the API and the console for the service's GIL.
+A few threads take reports off the queue; each hands its report to the pool of spawned processes (one per worker)
+and waits for it, so that the engine's work never competes with the API and the console for the service's GIL.
 
 Every trigger is a row of the `reports` table before it is acknowledged, with its parameters, so that no triggered
 report is lost: reports left queued or running by a stopped (or killed) process are queued again at the next
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 PROGRESS_POLL_S = 0.2
 PROGRESS_BUSY_S = 1.0
 DEFAULT_KEEP_REPORTS = 1000
+DEFAULT_WORKERS = 2
 
 
 class BadParameter(ValueError):
@@ -68,7 +69,7 @@ def check_parameters(as_of: object, interpolation: object) -> tuple[str | None, 
 class ReportJobs:
     """The report queue and its workers. `start()` re-queues unfinished reports; `stop()` leaves them resumable."""
 
-    def __init__(self, db_path: str | Path, workers: int = 2,
+    def __init__(self, db_path: str | Path, workers: int = DEFAULT_WORKERS,
                  on_change: Callable[[str], None] | None = None, keep_reports: int = DEFAULT_KEEP_REPORTS,
                  on_finish: Callable[[str, float | None], None] | None = None) -> None:
         self.db_path = str(db_path)

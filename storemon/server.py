@@ -133,10 +133,16 @@ def errors_to_log(app):
     return wrapped
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8081
+DEFAULT_API_THREADS = 64
+
+
 class ApiServer:
     """Serve a WSGI app on host:port with a pool of threads until `stop()`."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 8081, threads: int = 64) -> None:
+    def __init__(self, app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 threads: int = DEFAULT_API_THREADS) -> None:
         self._server = _LoggedServer((host, port), errors_to_log(app), numthreads=threads, server_name="storemon",
                                     request_queue_size=256, timeout=SOCKET_TIMEOUT_S)
         self._server.max_request_header_size = MAX_HEADER_BYTES
