@@ -55,12 +55,16 @@ def test_trigger_then_get_complete_report(app, service):
     assert done.json["data"] == report_csv(service.config.db_path)
 
 
-def test_get_report_with_json_body_on_get(app, service):
+def test_get_report_id_in_a_json_body_or_a_form(app, service):
     report_id = app.get("/trigger_report").json["report_id"]
     wait_complete(app, report_id)
-    response = app.request("/get_report", method="GET", body=f'{{"report_id": "{report_id}"}}'.encode(),
-                           headers={"Content-Type": "application/json"})
-    assert response.status_int == 200 and response.json["status"] == "Complete"
+    bodies = [(f'{{"report_id": "{report_id}"}}', "application/json"),
+              (f"report_id={report_id}", "application/x-www-form-urlencoded")]
+    for method in ("GET", "POST"):
+        for body, content_type in bodies:
+            response = app.request("/get_report", method=method, body=body.encode(),
+                                   headers={"Content-Type": content_type})
+            assert response.status_int == 200 and response.json["status"] == "Complete", (method, content_type)
 
 
 def test_parameters_as_of_and_interpolation(app, service):

@@ -43,6 +43,17 @@ def test_generate_ingest_report_round_trip(tmp_path):
     assert storemon("report", "--db", str(db), "-o", str(out)).returncode == 0
     assert out.read_text() == printed.stdout
 
+    lines_before = len((data / "store_status.csv").read_text().splitlines())
+    with (data / "store_status.csv").open("a") as handle:
+        handle.write("late-store,active,not a time\n")
+    assert storemon("ingest", "--data-dir", str(data), "--db", str(db)).returncode == 0
+    log = storemon("ingest", "--db", str(db), "--history", "2").stdout.splitlines()
+    assert re.fullmatch(r"#2 \S+ -> \S+: ok, data version 2", log[0]), log
+    assert log[1] == "  store_status.csv: 1 rows read (the lines added since the last ingest), 0 loaded, 1 skipped"
+    assert log[2].startswith(f"    line {lines_before + 1}: ") and "not a time" in log[2]
+    assert re.fullmatch(r"#1 \S+ -> \S+: ok, data version 1", log[3]), log
+    assert [line[:2] for line in log if line.startswith("#")] == ["#2", "#1"]
+
 
 def test_generated_data_has_loop_shapes(tmp_path):
     data = tmp_path / "data"

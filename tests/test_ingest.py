@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import ingest_dir, report_rows, run, write_data
 
 from storemon import polls
@@ -152,6 +153,24 @@ def test_unterminated_last_poll_line_is_left_for_the_next_read(data_dir, db_path
     result = ingest_dir(data_dir, db_path)
     assert file_result(result, "store_status.csv").rows_loaded == 1
     assert poll_count(db_path) == 2
+
+
+@pytest.mark.parametrize("name", ["menu_hours.csv", "timezones.csv"])
+def test_unterminated_incomplete_hours_or_zone_file_is_not_used(data_dir, db_path, name):
+    write_data(data_dir, polls=[("S", "2023-01-23 10:00:00", "active")], hours=[("S", 0, "09:00", "10:00")],
+               zones=[("S", "Asia/Tokyo")])
+    assert ingest_dir(data_dir, db_path).ok
+    before = report_rows(db_path)
+    rewritten = {"menu_hours.csv": "store_id,dayOfWeek,start_time_local,end_time_local\nS,0,00:00,23:59:59\nS,1,09:",
+                 "timezones.csv": "store_id,timezone_str\nS,UTC\nT"}[name]
+    (data_dir / name).write_text(rewritten)
+    result = ingest_dir(data_dir, db_path)
+    assert "incomplete" in file_result(result, name).error
+    assert report_rows(db_path) == before  # the old hours or zone are kept whole
+    with (data_dir / name).open("a") as handle:
+        handle.write("00:00,10:00:00\n" if name == "menu_hours.csv" else ",America/New_York\n")
+    assert ingest_dir(data_dir, db_path).ok
+    assert report_rows(db_path) != before
 
 
 def test_complete_last_line_without_newline_is_read(data_dir, db_path):

@@ -203,17 +203,59 @@ def test_last_zone_row_wins(data_dir, db_path):
     assert rows["S"][0] == "60.00"
 
 
+# Each store is down from 04:00Z, then up from one instant written in one format: its uptime in the last hour
+# [05:00, 06:00Z) is 06:00 minus that instant. An offset ignored or its sign flipped, a fraction dropped or rounded,
+# or the row rejected (the store then stays down) each changes the figures.
+TIMESTAMP_FORMATS = {
+    "colon offset": ("2023-01-23T10:50:00+05:30", "ACTIVE ", "40.00", "20.00"),  # 05:20Z
+    "compact offset": ("2023-01-23 10:35:00+0530", " Active", "55.00", "5.00"),  # 05:05Z
+    "hours offset": ("2023-01-23T10:10:00+05", "active", "50.00", "10.00"),  # 05:10Z
+    "negative offset": ("2023-01-23T02:15:00-03:00", "active", "45.00", "15.00"),  # 05:15Z
+    "Z with a fraction": ("2023-01-23 05:00:00.6Z", "active", "59.99", "0.01"),  # up 59 min 59.4 s
+    "UTC with microseconds": ("2023-01-23 05:59:58.800000 UTC", "active", "0.02", "59.98"),  # up 1.2 s
+    "lower-case utc": ("2023-01-23 05:30:00 utc", "active", "30.00", "30.00"),
+    "no suffix": ("2023-01-23 05:45:00", "active", "15.00", "45.00"),
+    # 0.3000001 s truncated to 0.300001 s of uptime: 0.00500002 min, "0.01"; rounded to the microsecond it would be
+    # 0.300000 s, exactly half of 0.01 min, and "0.00" (half to even)
+    "sub-microsecond": ("2023-01-23 05:59:59.6999999Z", "active", "0.01", "59.99"),
+}
+
+
 def test_timestamp_formats_and_offsets(data_dir, db_path):
-    polls = [
-        ("S", "2023-01-23T10:00:00+05:30", "ACTIVE "),  # 04:30Z
-        ("S", "2023-01-23 05:00:00.5Z", " inactive"),
-        ("S", "2023-01-23 05:30:00.250000 UTC", "Active"),
-    ]
-    write_data(data_dir, polls=polls, zones=[("S", "UTC")])
+    polls = []
+    for store, (instant, status, _, _) in TIMESTAMP_FORMATS.items():
+        polls += [(store, "2023-01-23 04:00:00", "INACTIVE"), (store, instant, status)]
+    write_data(data_dir, polls=polls, zones=[(store, "UTC") for store in TIMESTAMP_FORMATS])
     rows = run(data_dir, db_path, as_of="2023-01-23T06:00:00Z")
-    # last hour [05:00, 06:00): inactive 05:00:00.5-05:30:00.25, active otherwise
-    assert rows["S"][0] == "30.00"  # 0.5 s + 30 min - 0.25 s ... = 30 min 0.25 s of uptime
-    assert rows["S"][3] == "30.00"
+    got = {store: (rows[store][0], rows[store][3]) for store in TIMESTAMP_FORMATS}
+    assert got == {store: (up, down) for store, (_, _, up, down) in TIMESTAMP_FORMATS.items()}
+
+
+def test_end_24_00_is_the_end_of_the_day(data_dir, db_path):
+    # Monday 21:00-24:00 and Tuesday 09:00-10:00 (UTC). Last day [Mon 00:30, Tue 00:30) holds Monday 21:00-24:00:
+    # up 21:00-23:00, down 23:00-24:00. Were the 24:00 row rejected, Monday would be closed (0 and 0).
+    write_data(
+        data_dir,
+        polls=[("S", "2023-01-23 20:00:00", "active"), ("S", "2023-01-23 23:00:00", "inactive")],
+        hours=[("S", 0, "21:00", "24:00"), ("S", 1, "09:00", "10:00")],
+        zones=[("S", "UTC")],
+    )
+    rows = run(data_dir, db_path, as_of="2023-01-24T00:30:00Z")
+    assert (rows["S"][1], rows["S"][4]) == ("2.00", "1.00")
+
+
+def test_a_store_whose_hours_rows_are_all_bad_is_open_24x7(data_dir, db_path):
+    # B's rows are all bad (day 7, an hour 25, a time that is not one): B has no hours, so 24x7. G keeps its good
+    # row (Monday 09:00-10:00) beside a bad one, so it is closed the rest of the day.
+    write_data(
+        data_dir,
+        polls=[("B", "2023-01-23 00:00:00", "active"), ("G", "2023-01-23 00:00:00", "active")],
+        hours=[("B", 7, "09:00", "10:00"), ("B", 0, "25:00", "26:00"), ("B", 1, "nine", "ten"),
+               ("G", 0, "09:00", "10:00"), ("G", 0, "10:00", "99:00")],
+        zones=[("B", "UTC"), ("G", "UTC")],
+    )
+    rows = run(data_dir, db_path, as_of="2023-01-24T00:00:00Z")
+    assert rows["B"][1] == "24.00" and rows["G"][1] == "1.00"
 
 
 def test_rounding_half_to_even_exact(data_dir, db_path):

@@ -38,11 +38,8 @@ class StoreDetailPane(Static):
     }
     """
 
-    shown: str | None = None
-
     def show(self, detail: StoreDetail | None) -> None:
-        """Show `detail` (None: no store selected); `shown` is the store id shown."""
-        self.shown = detail.store_id if detail else None
+        """Show `detail` (None: no store selected)."""
         if detail is None:
             self.update("Select a store.")
             return
