@@ -27,6 +27,7 @@ from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import StoresTable
+from storemon.fleet import FleetRow
 from storemon.generate import generate
 from storemon.runs import Refresh
 from storemon.service import Service, ServiceConfig
@@ -46,18 +47,20 @@ def make_app(data, tmp_path, port=0):
     return StoremonApp(service, export_dir=tmp_path / "exports", log_path=tmp_path / "console.log")
 
 
-def shown_rows(table: DataTable) -> list[list[str]]:
+def shown_rows(table: StoresTable | DataTable) -> list[list[str]]:
     """A table's rows as it shows them, top to bottom: each cell's text."""
+    if isinstance(table, StoresTable):
+        return [list(table.cells_at(i)) for i in range(table.row_count)]
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-def shown_row(table: DataTable, key: str) -> list[str]:
-    return [str(cell) for cell in table.get_row(key)]
+def shown_row(table: StoresTable, store_id: str) -> list[str]:
+    return next(row for row in shown_rows(table) if row[0] == store_id)
 
 
-def at_cursor(table: DataTable) -> str:
+def at_cursor(table: StoresTable | DataTable) -> str:
     """The first cell of the row under the cursor (a store's id, a report's short id)."""
-    return str(table.get_row_at(table.cursor_row)[0])
+    return shown_rows(table)[table.cursor_row][0]
 
 
 def detail_heading(app) -> str:
@@ -109,10 +112,10 @@ def test_filter_sort_and_help(data, tmp_path):
             await until(pilot, lambda: stores.row_count == 30)
             assert at_cursor(stores) == uuid_like[0]  # clearing the filter keeps the selected store
             await pilot.press("s")  # sort by the next column: status, stores down during their hours first
-            assert "status ▲" in [str(column.label) for column in stores.columns.values()]
-            # stores down during their hours (bold red) first, then the other inactive ones, then by id
-            shown = [stores.get_row_at(i) for i in range(30)]
-            keys = [(row[1].style != "bold red", str(row[1]) == "active", str(row[0])) for row in shown]
+            assert "status ▲" in stores.header_labels()
+            # stores down during their hours (open, inactive) first, then the other inactive ones, then by id
+            keys = [(not (row[1] == "INACTIVE" and row[4] == "open"), row[1] == "active", row[0])
+                    for row in shown_rows(stores)]
             assert keys == sorted(keys) and len({key[:2] for key in keys}) > 1
             assert at_cursor(stores) == uuid_like[0]
             await pilot.press("question_mark")
@@ -306,3 +309,41 @@ def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
     text = asyncio.run(scenario())
     assert "refresh running since 2023-01-25 18:00:00 UTC: store_status.csv 25%" in text
     assert "None" not in text and "(no data yet)" in text and "no report yet" in text
+
+
+def test_a_large_stores_table_draws_the_lines_under_the_cursor():
+    rows = [FleetRow(f"store-{i:05d}", "America/Chicago", "Mon 10:00", i % 3 == 0, i % 5 != 0, 60.0 * i,
+                     f"{i % 24}.00", "", ) for i in range(50_000)]
+
+    class TableOnly(App):
+        def compose(self):
+            yield StoresTable()
+
+    async def scenario():
+        app = TableOnly()
+        async with app.run_test(size=(120, 20)) as pilot:
+            table = app.query_one(StoresTable)
+            table.focus()
+            table.show(rows)
+            await pilot.pause()
+            assert "store-00000" in screen_text(app) and "store-49999" not in screen_text(app)
+            await pilot.press("end")
+            await pilot.pause()
+            assert at_cursor(table) == "store-49999"
+            shown = screen_text(app)
+            assert "store-49999" in shown and "store-00000" not in shown
+            await pilot.press("pageup", "up")
+            await pilot.pause()
+            above = at_cursor(table)
+            assert "store-49980" < above < "store-49999" and above in screen_text(app)
+            await pilot.click(StoresTable, offset=(40, 0))  # the status header: sort by status
+            await pilot.pause()
+            assert at_cursor(table) == above and above in screen_text(app)  # the cursor kept its store
+            assert table.header_labels()[1] == "status ▲"
+            first = shown_rows(table)[0]
+            assert first[1] == "INACTIVE" and first[4] == "open"  # down during its hours: first
+            table.set_filter("store-0001")
+            await pilot.pause()
+            assert sorted(row[0] for row in shown_rows(table)) == [f"store-{i:05d}" for i in range(10, 20)]
+
+    asyncio.run(scenario())

@@ -210,10 +210,10 @@ class StoremonApp(App):
         if store_id is None:
             return
         table = self.query_one(StoresTable)
-        if store_id not in table.rows:
+        if not table.select_store(store_id):
             self.action_clear_filter()
-        if store_id in table.rows:
-            table.move_cursor(row=table.get_row_index(store_id))
+            table.set_filter("")
+            table.select_store(store_id)
         table.focus()
         self.load_detail(store_id)
 
@@ -234,12 +234,11 @@ class StoremonApp(App):
         elif change.refresh and change.refresh.changed:
             self.want_fleet()
 
-    def on_data_table_row_highlighted(self, event: StoresTable.RowHighlighted) -> None:
-        if event.data_table.id == "stores" and event.row_key is not None:
-            self._detail_for = event.row_key.value
-            if self._detail_timer is not None:
-                self._detail_timer.stop()
-            self._detail_timer = self.set_timer(DETAIL_DELAY_S, self._load_selected_detail)
+    def on_stores_table_highlighted(self, event: StoresTable.Highlighted) -> None:
+        self._detail_for = event.store_id
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(DETAIL_DELAY_S, self._load_selected_detail)
 
     def _load_selected_detail(self) -> None:
         """Load the selected store's detail once the cursor rests (not for every row it passes)."""

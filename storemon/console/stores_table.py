@@ -1,9 +1,23 @@
-"""The stores table: every store, added once and then updated cell by cell; offline-during-hours stands out."""
+"""The stores table: every store, one line each, drawn a screen at a time; offline-during-hours stands out.
+
+The table is a `ScrollView` on Textual's line API: it holds the stores as a list and draws only the lines on the
+screen, so 140,000 stores cost what one screen costs. Showing new figures replaces the list, a filter or a sort
+reorders it; the cursor belongs to a store, not to a line number.
+"""
 
 from __future__ import annotations
 
-from rich.text import Text
-from textual.widgets import DataTable
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from storemon.fleet import FleetRow
 
@@ -11,8 +25,8 @@ COLUMNS = (
     ("store_id", "store id"), ("status", "status"), ("up_day", "up day h"), ("up_week", "up wk h"),
     ("open", "hours"), ("age", "last poll"), ("local", "local"), ("zone", "zone"),
 )
-BATCH = 500  # rows added or updated per turn of the event loop
 WIDTHS = {"store_id": 36, "status": 8, "up_day": 8, "up_week": 8, "open": 6, "age": 9, "local": 9, "zone": 24}
+PADDING = 1  # spaces each side of a cell
 SORT_KEYS = {
     "store_id": lambda r: r.store_id,
     "zone": lambda r: (r.zone, r.store_id),
@@ -23,6 +37,7 @@ SORT_KEYS = {
     "up_day": lambda r: (float(r.uptime_day) if r.uptime_day else -1.0, r.store_id),
     "up_week": lambda r: (float(r.uptime_week) if r.uptime_week else -1.0, r.store_id),
 }
+OFFLINE_STYLE = Style(bold=True, color="red")
 
 
 def format_age(seconds: float) -> str:
@@ -34,7 +49,7 @@ def format_age(seconds: float) -> str:
 
 
 def cell_values(row: FleetRow) -> tuple[str, ...]:
-    """The text of each cell of one store's row."""
+    """The text of each cell of one store's line."""
     return (
         row.store_id, "active" if row.last_active else "INACTIVE", row.uptime_day, row.uptime_week,
         "open" if row.open_now else "closed", format_age(row.last_poll_age_s), row.local_time,
@@ -42,120 +57,195 @@ def cell_values(row: FleetRow) -> tuple[str, ...]:
     )
 
 
-def style_of(row: FleetRow) -> str:
-    """A store offline during its business hours is bold red."""
-    return "bold red" if row.offline_in_hours else ""
-
-
-def cells(row: FleetRow) -> tuple[Text, ...]:
-    style = style_of(row)
-    return tuple(Text(value, style=style) for value in cell_values(row))
-
-
-class StoresTable(DataTable):
-    """Every store; `show(rows)` adds new stores and updates changed cells, never rebuilding the table."""
+class StoresTable(ScrollView, can_focus=True):
+    """Every store; `show(rows)` replaces them, keeping the filter, the sort and the store under the cursor."""
 
     DEFAULT_CSS = """
     StoresTable {
         height: 1fr;
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .stores-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+        }
+        &:dark {
+            & > .stores-table--even-row {
+                background: $surface-darken-1 40%;
+            }
+        }
+        & > .stores-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .stores-table--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .stores-table--even-row {
+            background: $surface-lighten-1 50%;
+        }
+        & > .stores-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
     }
     """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"stores-table--header", "stores-table--even-row", "stores-table--cursor"}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "cursor(-1_000_000_000)", "First", show=False),
+        Binding("end", "cursor(1_000_000_000)", "Last", show=False),
+    ]
+
+    cursor_row: reactive[int] = reactive(0, always_update=True, init=False)
+
+    class Highlighted(Message):
+        """The cursor is on another store."""
+
+        def __init__(self, store_id: str) -> None:
+            super().__init__()
+            self.store_id = store_id
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self.rows_by_id: dict[str, FleetRow] = {}
-        self._pending: list[FleetRow] = []
-        self._pending_from = 0
-        self._pending_added = False
         self.filter_text = ""
         self.sort_column = "store_id"
         self.sort_reverse = False
+        self._sorted: list[FleetRow] = []  # every store, in the sort's order
+        self._shown: list[FleetRow] = []  # those the filter lets through
+        self._index: dict[str, int] = {}  # store id -> line of _shown
+        self._highlighted: str | None = None
+        self._width = sum(WIDTHS.values()) + 2 * PADDING * len(WIDTHS)
 
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label + (" ▲" if key == self.sort_column else ""), key=key, width=WIDTHS[key])
-
-    def show(self, rows: list[FleetRow]) -> None:
-        """Bring the table up to date with `rows`, a batch of rows per turn of the event loop.
-
-        Batches keep the console answering keys while 14,000 stores are added or updated.
-        """
-        self._pending = rows
-        self._pending_from = 0
-        self._pending_added = False
-        self._apply_batch()
+    # What it shows.
 
     @property
-    def updating(self) -> bool:
-        """Whether rows given to `show` are still being applied."""
-        return self._pending_from < len(self._pending)
+    def row_count(self) -> int:
+        return len(self._shown)
 
-    def _apply_batch(self) -> None:
-        rows = self._pending[self._pending_from : self._pending_from + BATCH]
-        self._pending_from += BATCH
-        for row in rows:
-            old = self.rows_by_id.get(row.store_id)
-            self.rows_by_id[row.store_id] = row
-            if not self._visible(row.store_id):
-                continue
-            if old is None or row.store_id not in self.rows:
-                self.add_row(*cells(row), key=row.store_id)
-                self._pending_added = True
-            elif old != row:
-                style, values = style_of(row), cell_values(row)
-                restyle = style != style_of(old)
-                for (column, _), value, old_value in zip(COLUMNS, values, cell_values(old)):
-                    if restyle or value != old_value:
-                        self.update_cell(row.store_id, column, Text(value, style=style))
-        if self._pending_from < len(self._pending):
-            self.call_after_refresh(self._apply_batch)
-        elif self._pending_added:
-            self._pending_added = False
-            self.apply_sort()
-
-    def _visible(self, store_id: str) -> bool:
-        return self.filter_text.lower() in store_id.lower()
+    def show(self, rows: list[FleetRow]) -> None:
+        """Show `rows` (every store, sorted by id), in the current sort and filter."""
+        selected = self.selected_store()
+        self.rows_by_id = {row.store_id: row for row in rows}
+        if self.sort_column == "store_id":
+            self._sorted = list(reversed(rows)) if self.sort_reverse else list(rows)
+        else:
+            self._sorted = sorted(rows, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
+        self._apply(selected)
 
     def set_filter(self, text: str) -> None:
         """Show only the stores whose id contains `text` (case-insensitive)."""
-        if text == self.filter_text:
-            return
-        self.filter_text = text
-        self.clear()
-        for store_id, row in self.rows_by_id.items():
-            if self._visible(store_id):
-                self.add_row(*cells(row), key=store_id)
-        self.apply_sort()
+        if text != self.filter_text:
+            selected = self.selected_store()
+            self.filter_text = text
+            self._apply(selected)
 
     def sort_by(self, column: str) -> None:
         """Sort by `column`; the same column again reverses the order."""
+        selected = self.selected_store()
         self.sort_reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column = column
-        self.apply_sort()
+        self._sorted = sorted(self._sorted, key=SORT_KEYS[column], reverse=self.sort_reverse)
+        self._apply(selected)
 
-    def apply_sort(self) -> None:
-        """Sort the rows, mark the sorted column's header, and keep the cursor on the store it was on."""
-        selected = self.selected_store()
-        for column_key, label in COLUMNS:
-            arrow = (" ▼" if self.sort_reverse else " ▲") if column_key == self.sort_column else ""
-            self.columns[column_key].label = Text(label + arrow)
-        key = SORT_KEYS[self.sort_column]
-        self.sort("store_id", key=lambda cell: key(self.rows_by_id[cell.plain]), reverse=self.sort_reverse)
-        self.select_store(selected)
+    def _apply(self, selected: str | None) -> None:
+        """Rebuild the shown lines from the sorted stores and the filter; the cursor stays on `selected`."""
+        needle = self.filter_text.lower()
+        self._shown = [r for r in self._sorted if needle in r.store_id.lower()] if needle else self._sorted
+        self._index = {row.store_id: i for i, row in enumerate(self._shown)}
+        self.virtual_size = Size(self._width, len(self._shown) + 1)
+        line = self._index.get(selected, 0) if selected is not None else 0
+        self.cursor_row = min(line, max(len(self._shown) - 1, 0))
+        self.refresh()
 
-    def select_store(self, store_id: str | None) -> bool:
-        """Move the cursor to `store_id`'s row; False if it is not shown."""
-        if store_id is None or store_id not in self.rows:
-            return False
-        self.move_cursor(row=self.get_row_index(store_id))
-        return True
+    def cells_at(self, line: int) -> tuple[str, ...]:
+        """The text of each cell of the store on `line` (0 is the first store, below the header)."""
+        return cell_values(self._shown[line])
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        event.stop()
-        self.sort_by(str(event.column_key.value))
+    def header_labels(self) -> list[str]:
+        """Each column's header: its name, with ▲ or ▼ on the sorted column."""
+        arrow = " ▼" if self.sort_reverse else " ▲"
+        return [label + (arrow if key == self.sort_column else "") for key, label in COLUMNS]
+
+    # The cursor.
 
     def selected_store(self) -> str | None:
-        if not self.row_count:
+        if not self._shown:
             return None
-        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        return row_key.value
+        return self._shown[min(self.cursor_row, len(self._shown) - 1)].store_id
+
+    def select_store(self, store_id: str | None) -> bool:
+        """Move the cursor to `store_id`'s line; False if it is not shown."""
+        line = self._index.get(store_id) if store_id is not None else None
+        if line is None:
+            return False
+        self.cursor_row = line
+        return True
+
+    def validate_cursor_row(self, line: int) -> int:
+        return max(0, min(line, len(self._shown) - 1))
+
+    def watch_cursor_row(self, line: int) -> None:
+        visible = max(self.scrollable_content_region.height - 1, 1)
+        if line < self.scroll_y:
+            self.scroll_to(y=line, animate=False, immediate=True)
+        elif line >= self.scroll_y + visible:
+            self.scroll_to(y=line - visible + 1, animate=False, immediate=True)
+        self.refresh()
+        store_id = self.selected_store()
+        if store_id is not None and store_id != self._highlighted:
+            self._highlighted = store_id
+            self.post_message(self.Highlighted(store_id))
+
+    def action_cursor(self, lines: int) -> None:
+        self.cursor_row = self.cursor_row + lines
+
+    def action_page(self, pages: int) -> None:
+        self.cursor_row = self.cursor_row + pages * max(self.scrollable_content_region.height - 2, 1)
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            x = event.x + int(self.scroll_x)
+            for key, _ in COLUMNS:
+                x -= WIDTHS[key] + 2 * PADDING
+                if x < 0:
+                    self.sort_by(key)
+                    break
+            return
+        self.cursor_row = int(self.scroll_y) + event.y - 1
+
+    # Drawing.
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            style = base + self.get_component_rich_style("stores-table--header")
+            return self._strip(self.header_labels(), style, width)
+        line = int(self.scroll_y) + y - 1
+        if line >= len(self._shown):
+            return Strip.blank(width, base)
+        row = self._shown[line]
+        style = base + self.get_component_rich_style("stores-table--even-row") if line % 2 else base
+        if row.offline_in_hours:
+            style += OFFLINE_STYLE
+        if line == self.cursor_row:
+            style += self.get_component_rich_style("stores-table--cursor")
+        return self._strip(cell_values(row), style, width)
+
+    def _strip(self, texts: list[str] | tuple[str, ...], style: Style, width: int) -> Strip:
+        pad = " " * PADDING
+        text = "".join(pad + value[: WIDTHS[key]].ljust(WIDTHS[key]) + pad for (key, _), value in zip(COLUMNS, texts))
+        scroll_x = int(self.scroll_x)
+        return Strip([Segment(text[scroll_x: scroll_x + width].ljust(width), style)])
