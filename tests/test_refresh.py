@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_server import call, free_port, serve, wait_ready, wait_report
@@ -196,6 +197,7 @@ def test_kill_9_during_a_large_refresh_then_restart(tmp_path):
     db_path = tmp_path / "k.db"
     port = free_port()
     process = serve(data, db_path, port)
+    wal = Path(f"{db_path}-wal")
     try:
         def refresh_running():
             try:
@@ -207,7 +209,8 @@ def test_kill_9_during_a_large_refresh_then_restart(tmp_path):
             except sqlite3.Error:
                 return None
         wait_until(refresh_running, what="the start-up refresh")
-        time.sleep(0.3)
+        recorded = wal.stat().st_size  # the running row is in; polls are read next, then written in one transaction
+        wait_until(lambda: wal.stat().st_size > recorded + 1_000_000, timeout=900, what="the refresh writing polls")
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.communicate(timeout=120)
