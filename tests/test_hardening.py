@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ingest_dir, report_csv, write_csv, write_data
@@ -373,11 +374,19 @@ def test_ctrl_c_during_ingest_is_one_line_and_the_run_is_marked_interrupted(tmp_
     db.close()
 
 
-def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A tmpfs of `size` mounted at `path` (the tests run as root), unmounted afterwards."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
     try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
+    with small_disk(tmp_path / "disk", "4m") as disk:
         data = write_data(tmp_path / "data", polls=POLLS)
         service = Service(ServiceConfig(data, disk / "s.db", port=0, workers=1))
         service.start()
@@ -401,15 +410,10 @@ def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
             assert "full" in answer.json["error"] or "disk" in answer.json["error"]
         finally:
             service.stop()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def test_a_read_only_database_is_one_line_for_every_command_and_keeps_its_data(tmp_path):
-    disk = tmp_path / "ro"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
-    try:
+    with small_disk(tmp_path / "ro", "16m") as disk:
         data = write_data(tmp_path / "data", polls=POLLS)
         ingest_dir(data, disk / "s.db")
         before = report_csv(disk / "s.db")
@@ -426,5 +430,3 @@ def test_a_read_only_database_is_one_line_for_every_command_and_keeps_its_data(t
             assert "read-only" in error or "readonly" in error or "unable to open" in error, error
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
         assert report_csv(disk / "s.db") == before
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
