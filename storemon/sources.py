@@ -69,7 +69,6 @@ class Chunk:
     header: str
     start: int
     end: int
-    lines_before: int
     lines_after: int
     unterminated_from: int | None = None
     pending_tail: bool = False
@@ -282,8 +281,7 @@ def _parse_block(body: bytes, header: str, columns: dict[str, int], width: int, 
     if body and not body.endswith(b"\n") and body[body.rfind(b"\n") + 1 :].strip():
         unterminated_from = offset + body.rfind(b"\n") + 1
     if not body.strip():
-        return Chunk(_empty(columns), np.zeros(0, np.int64), [], header, offset, end, lines_before, last_line,
-                     raw=body)
+        return Chunk(_empty(columns), np.zeros(0, np.int64), [], header, offset, end, last_line, raw=body)
     parsed = _parse_fast(body, columns, width, line_count)
     if parsed is None:
         parsed = _parse_exact(header, body, columns, lines_before)
@@ -293,7 +291,7 @@ def _parse_block(body: bytes, header: str, columns: dict[str, int], width: int, 
         line_numbers = np.arange(lines_before + 1, lines_before + 1 + line_count, dtype=np.int64)[~blank]
         malformed = []
     tail_parsed = len(line_numbers) > 0 and line_numbers[-1] == last_line
-    return Chunk(rows, line_numbers, malformed, header, offset, end, lines_before, last_line,
+    return Chunk(rows, line_numbers, malformed, header, offset, end, last_line,
                  unterminated_from if tail_parsed else None, raw=body)
 
 
