@@ -68,7 +68,7 @@ def detail_heading(app) -> str:
     return str(app.query_one(StoreDetailPane).render()).splitlines()[0]
 
 
-async def until(pilot, predicate, timeout=120.0):
+async def until(pilot, predicate, timeout=300.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await pilot.pause(0.05)
@@ -148,7 +148,7 @@ def test_report_triggered_over_http_appears(data, tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.query_one(StoresTable).row_count == 30)
             url = f"{app.service.api_address}/trigger_report"
-            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=120).read()))
+            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=300).read()))
             reports = app.query_one(ReportsTable)
             await until(pilot, lambda: [body["report_id"][:8], "Complete"] in [row[:2] for row in shown_rows(reports)])
             address = app.service.api_address
