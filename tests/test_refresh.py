@@ -193,7 +193,7 @@ def test_refresh_now_over_http(service, data):
 
 def test_kill_9_during_a_large_refresh_then_restart(tmp_path):
     data = tmp_path / "big"
-    generate(data, stores=6000, days=8, seed=3)
+    generate(data, stores=3000, days=8, seed=3)
     db_path = tmp_path / "k.db"
     port = free_port()
     process = serve(data, db_path, port)
