@@ -212,7 +212,6 @@ class StoremonApp(App):
         table = self.query_one(StoresTable)
         if not table.select_store(store_id):
             self.action_clear_filter()
-            table.set_filter("")
             table.select_store(store_id)
         table.focus()
         self.load_detail(store_id)
@@ -324,7 +323,9 @@ class StoremonApp(App):
         field = self.query_one("#filter", Input)
         field.value = ""
         field.remove_class("visible")
-        self.query_one(StoresTable).focus()
+        table = self.query_one(StoresTable)
+        table.set_filter("")  # now, not when the Input's change message arrives
+        table.focus()
 
     def action_toggle_side(self) -> None:
         self.toggle_class("side")

@@ -118,7 +118,6 @@ class StoresTable(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.rows_by_id: dict[str, FleetRow] = {}
         self.filter_text = ""
         self.sort_column = "store_id"
         self.sort_reverse = False
@@ -137,7 +136,6 @@ class StoresTable(ScrollView, can_focus=True):
     def show(self, rows: list[FleetRow]) -> None:
         """Show `rows` (every store, sorted by id), in the current sort and filter."""
         selected = self.selected_store()
-        self.rows_by_id = {row.store_id: row for row in rows}
         if self.sort_column == "store_id":
             self._sorted = list(reversed(rows)) if self.sort_reverse else list(rows)
         else:
