@@ -78,7 +78,7 @@ class StoremonApp(App):
         self._fleet_wanted = False
         self._reports_wanted = False
         self._detail_for: str | None = None
-        self._closing = False
+        self._unmounted = False
         self._detail_timer: Timer | None = None
         self.down: set[str] | None = None
         self.report: ReportRef | None = None
@@ -112,7 +112,7 @@ class StoremonApp(App):
         self.set_interval(REPORTS_PANE_PERIOD_S, self.refresh_reports_pane)
 
     def on_unmount(self) -> None:
-        self._closing = True
+        self._unmounted = True
         if self.start_service:
             self.service.stop()
 
@@ -221,7 +221,7 @@ class StoremonApp(App):
             pane.show(message.detail)
 
     def on_service_changed(self, message: ServiceChanged) -> None:
-        if self._closing:
+        if self._screen_gone():
             return
         change = message.change
         if change.kind == "report":
@@ -254,8 +254,9 @@ class StoremonApp(App):
     # Periodic updates.
 
     def _screen_gone(self) -> bool:
-        """Whether the main screen's widgets are gone (the console is closing): timers then do nothing."""
-        return self._closing or not self.query(ReportsTable)
+        """Whether the main screen's widgets are going (the console is closing): timers then do nothing. Textual
+        removes them one by one, so each widget the timers use is looked for, not one standing for all."""
+        return self._unmounted or not all(self.query(widget) for widget in (StatusBar, StoresTable, ReportsTable))
 
     def tick(self) -> None:
         if self._screen_gone():
