@@ -42,10 +42,7 @@ class Backend(Protocol):
 
 
 class RequestError(bottle.HTTPError):
-    """A bad request: its status code, message and any headers to send (Retry-After, say)."""
-
-    def __init__(self, status: int, message: str, **headers: str) -> None:
-        super().__init__(status, message, **headers)
+    """A bad request: `RequestError(status, message, **headers)` (a header such as Retry-After as a keyword)."""
 
 
 def json_response(body: dict | list, status: int = 200) -> str:
