@@ -292,13 +292,20 @@ def test_storemon_with_serve_options_and_no_command_opens_the_console(data, tmp_
     assert "invalid choice" not in done.stderr
 
 
-def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
-    class HeaderOnly(App):
-        def compose(self):
-            yield StatusBar()
+class OneWidgetApp(App):
+    """An app showing one widget alone."""
 
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self._one_widget = widget
+
+    def compose(self):
+        yield self._one_widget
+
+
+def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
     async def scenario():
-        app = HeaderOnly()
+        app = OneWidgetApp(StatusBar())
         async with app.run_test(size=(120, 5)) as pilot:
             bar = app.query_one(StatusBar)
             bar.show(as_of=None, refresh=Refresh(None, "2023-01-25T18:00:00.000Z", None, "running"),
@@ -315,12 +322,8 @@ def test_a_large_stores_table_draws_the_lines_under_the_cursor():
     rows = [FleetRow(f"store-{i:05d}", "America/Chicago", "Mon 10:00", i % 3 == 0, i % 5 != 0, 60.0 * i,
                      f"{i % 24}.00", "", ) for i in range(50_000)]
 
-    class TableOnly(App):
-        def compose(self):
-            yield StoresTable()
-
     async def scenario():
-        app = TableOnly()
+        app = OneWidgetApp(StoresTable())
         async with app.run_test(size=(120, 20)) as pilot:
             table = app.query_one(StoresTable)
             table.focus()
