@@ -53,6 +53,11 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-reports", type=int, default=DEFAULT_KEEP_REPORTS, metavar="N",
                         help="finished reports kept in the database, newest first; 0 keeps all "
                              f"(default: {DEFAULT_KEEP_REPORTS})")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="run report jobs on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786), "
+                             "from the data directory's files (needs storemon[dask])")
+    parser.add_argument("--dask-data-dir", metavar="PATH_OR_URL",
+                        help="with --dask: the data directory as the workers reach it (default: --data-dir)")
     parser.add_argument("--notify", action="append", default=[], metavar="URL",
                         help="send a message when a store is down during business hours, and when it is back, to "
                              "this apprise URL (Slack, Teams, e-mail, ntfy, json://host/path...); repeatable")
@@ -91,10 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="write the uptime/downtime report as CSV")
     _add_db(report)
+    report.add_argument("--dask", metavar="ADDRESS",
+                        help="compute on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786), from the "
+                             "source files of --data-dir instead of the database (needs storemon[dask])")
+    report.add_argument("--data-dir", metavar="PATH_OR_URL",
+                        help="with --dask: the data directory, as the workers reach it (a path or an fsspec URL "
+                             "such as s3://bucket/loop/)")
     report.add_argument("--as-of", help="ISO-8601 instant the report is computed at (default: the latest poll)")
     report.add_argument("--interpolation", choices=["previous", "nearest"], default="previous",
                         help="status between polls (default: previous)")
     report.add_argument("-o", "--output", help="write the CSV to this file (default: standard output)")
+
+    export = commands.add_parser("export", help="write the database as a Parquet data set for the Dask engine")
+    _add_db(export)
+    export.add_argument("--parquet", required=True, metavar="DIR",
+                        help="directory to write polls/, menu_hours.parquet and timezones.parquet to")
 
     generate = commands.add_parser("generate", help="write a Loop-shaped sample data set")
     generate.add_argument("--out", required=True, help="directory to write the three CSV files to")
@@ -116,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also measure a fleet of K x 14,000 stores (default: 1, only the Loop-sized fleet)")
     bench.add_argument("--weeks", type=int, default=1, metavar="W",
                        help="also measure the Loop-sized fleet with W weeks of history (default: 1)")
+    bench.add_argument("--dask-data", metavar="DIR",
+                       help="instead, measure the report on DIR by the embedded engine and on a local Dask cluster of "
+                            "1 and 2 workers (needs storemon[dask])")
     return parser
 
 
@@ -225,15 +244,20 @@ def cmd_report(args: argparse.Namespace) -> int:
             as_of = parse_as_of(args.as_of)
         except ValueError as exc:
             raise CommandError(f"--as-of: {exc}") from None
-    if not Path(args.db).exists():
-        raise CommandError(f"database not found: {args.db} (run `storemon ingest` first)")
-    db = _open_db(args.db)
-    try:
-        report, _ = report_from_db(db, as_of, args.interpolation)
-    except BeforeRetainedData as exc:
-        raise CommandError(str(exc)) from None
-    if report.as_of_us is None:
-        raise CommandError(f"the database {args.db} has no polls yet: run `storemon ingest` first")
+    if args.dask is not None:
+        report = _dask_report(args, as_of)
+    elif args.data_dir is not None:
+        raise CommandError("--data-dir is read with --dask; without it the report comes from --db")
+    else:
+        if not Path(args.db).exists():
+            raise CommandError(f"database not found: {args.db} (run `storemon ingest` first)")
+        db = _open_db(args.db)
+        try:
+            report, _ = report_from_db(db, as_of, args.interpolation)
+        except BeforeRetainedData as exc:
+            raise CommandError(str(exc)) from None
+        if report.as_of_us is None:
+            raise CommandError(f"the database {args.db} has no polls yet: run `storemon ingest` first")
     text = report.to_csv()
     if args.output:
         try:
@@ -245,6 +269,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _dask_report(args: argparse.Namespace, as_of: int | None):
+    """The report computed on the Dask cluster of `--dask`; each file that could not be used is a warning line."""
+    from storemon.cluster import ClusterError, cluster_report, connect
+
+    if args.data_dir is None:
+        raise CommandError("--dask needs --data-dir: the data directory as the workers reach it")
+    try:
+        client = connect(args.dask)
+        try:
+            run = cluster_report(client, args.data_dir, as_of, args.interpolation)
+        finally:
+            client.close()
+    except ClusterError as exc:
+        raise CommandError(str(exc)) from None
+    for error in run.errors:
+        print(f"storemon: warning: {error} (not used)", file=sys.stderr)
+    if run.report.as_of_us is None:
+        raise CommandError(f"no polls in {args.data_dir}")
+    skipped = sum(f.rows_skipped for f in run.files)
+    if skipped:
+        print(f"storemon: {skipped} bad rows skipped", file=sys.stderr)
+    return run.report
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -273,7 +321,25 @@ def _open_db(path: str):
         raise CommandError(f"cannot open database {path}: {exc}") from None
 
 
-COMMANDS = {"ingest": cmd_ingest, "report": cmd_report, "generate": cmd_generate}
+def cmd_export(args: argparse.Namespace) -> int:
+    from storemon.export import export_parquet
+
+    if not Path(args.db).exists():
+        raise CommandError(f"database not found: {args.db}")
+    db = _open_db(args.db)
+    try:
+        with _progress("export") as progress:
+            written = export_parquet(db, args.parquet, progress=progress)
+    except OSError as exc:
+        raise CommandError(f"cannot write to {args.parquet}: {exc.strerror or exc}") from None
+    finally:
+        db.close()
+    print(f"wrote {written['polls']} polls, {written['hours']} business-hours rows and {written['zones']} zones "
+          f"to {args.parquet}")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "report": cmd_report, "generate": cmd_generate, "export": cmd_export}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -281,7 +347,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.scale < 1 or args.weeks < 1:
         raise CommandError("--scale and --weeks must be at least 1")
-    bench_main(args.work_dir, args.scale, args.weeks)
+    if args.dask_data is not None and not Path(args.dask_data).is_dir():
+        raise CommandError(f"data directory not found: {args.dask_data}")
+    bench_main(args.work_dir, args.scale, args.weeks, args.dask_data)
     return 0
 
 
@@ -320,10 +388,22 @@ def _service_config(args: argparse.Namespace):
     except BadNotifyUrl as exc:
         raise CommandError(str(exc)) from None
     _open_db(args.db).close()  # a database that cannot be opened is a one-line error, before anything starts
+    dask = None
+    if args.dask is not None:
+        from storemon.cluster import ClusterError, connect
+        from storemon.jobs import DaskTarget
+
+        try:
+            connect(args.dask).close()  # an unreachable scheduler is a one-line error, before anything starts
+        except ClusterError as exc:
+            raise CommandError(str(exc)) from None
+        dask = DaskTarget(args.dask, args.dask_data_dir or str(Path(args.data_dir).resolve()))
+    elif args.dask_data_dir is not None:
+        raise CommandError("--dask-data-dir is used with --dask")
     return ServiceConfig(Path(args.data_dir), Path(args.db), args.host, args.port, args.workers,
                          args.refresh_interval, retain_days=args.retain_days,
                          triggers_per_minute=args.trigger_limit, keep_reports=args.keep_reports,
-                         notify_urls=urls, alert_after_minutes=args.alert_after)
+                         notify_urls=urls, alert_after_minutes=args.alert_after, dask=dask)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -272,6 +272,15 @@ def _parse_zones(rows: dict[str, pa.Array], now_us: int) -> tuple[dict, np.ndarr
 PARSERS = {POLLS: _parse_polls, HOURS: _parse_hours, ZONES: _parse_zones}
 
 
+def parse_rows(kind: str, rows: dict[str, pa.Array], now_us: int) -> tuple[dict, np.ndarray, list[parse.Parsed]]:
+    """SPEC section 1's rules for one kind of file's rows: (values by name, mask of good rows, parsed columns).
+
+    Poll values: store_id, ts, active; hours: store_id, day, start_us, end_us; zones: store_id, zone. A poll
+    later than `now_us` plus a day is bad.
+    """
+    return PARSERS[kind](rows, now_us)
+
+
 def _all_ok(columns: list[parse.Parsed]) -> np.ndarray:
     ok = columns[0].ok.copy()
     for column in columns[1:]:
@@ -355,7 +364,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
         for chunk in sources.read_chunks(path, kind, start=plan.start, header=plan.header,
                                          lines_before=plan.lines_before):
             loaded.check_cancel()
-            values, ok, columns = PARSERS[kind](chunk.rows, now_us)
+            values, ok, columns = parse_rows(kind, chunk.rows, now_us)
             if chunk.unterminated_from is not None and not ok[-1]:
                 if kind != POLLS:
                     raise SourceError(

@@ -152,7 +152,7 @@ def header_columns(header: str) -> list[str]:
     return [name.strip().strip('"').strip().lower() for name in fields]
 
 
-def _match_columns(header: str, kind: str, file_name: str) -> dict[str, int]:
+def match_columns(header: str, kind: str, file_name: str) -> dict[str, int]:
     """Position of each required column in `header`, matched by name (case-insensitive, order-free)."""
     if not header.strip():
         raise SourceError(f"{file_name}: the file is empty (no header line)")
@@ -194,7 +194,7 @@ def read_chunks(
                     raise SourceError(f"{path.name}: not UTF-8 text (UTF-16?)")
             elif header is None:
                 raise ValueError("a read past the start of a file needs the header seen at its start")
-            columns = _match_columns(header, kind, path.name)
+            columns = match_columns(header, kind, path.name)
             width = len(header_columns(header))
             produced = False
             for body in reader.blocks():
@@ -261,6 +261,13 @@ class _LineBlocks:
             if len(self.pending) > MAX_LINE_BYTES:
                 raise SourceError("a line is longer than 1 MiB")
             yield block[:cut]
+
+
+def parse_lines(body: bytes, header: str, kind: str, file_name: str) -> Chunk:
+    """Parse a block of whole lines (no header line; the last may lack its newline) of a file whose header line
+    is `header`; line numbers count from the block's first line. SourceError if a required column is missing."""
+    columns = match_columns(header, kind, file_name)
+    return _parse_block(body, header, columns, len(header_columns(header)), 0, 0)
 
 
 def _last_line_end(block: bytes) -> int:
