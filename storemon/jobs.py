@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from storemon import reports
 from storemon.background import tell
 from storemon.compute import report_from_db
 from storemon.db import open_db
-from storemon.engine import INTERPOLATIONS
+from storemon.engine import INTERPOLATIONS, ReportCancelled
 from storemon.logs import log_to_file
 from storemon.parse import format_instant, parse_as_of, parse_instant
 from storemon.snapshot import BeforeRetainedData, data_state
@@ -66,13 +67,29 @@ def check_parameters(as_of: object, interpolation: object) -> tuple[str | None, 
     return as_of, interpolation
 
 
+@dataclass(frozen=True)
+class DaskTarget:
+    """Where reports run when they run on a Dask cluster: its scheduler, and the data directory as its workers
+    reach it (a path or an fsspec URL)."""
+
+    address: str
+    data_dir: str
+
+
 class ReportJobs:
-    """The report queue and its workers. `start()` re-queues unfinished reports; `stop()` leaves them resumable."""
+    """The report queue and its workers. `start()` re-queues unfinished reports; `stop()` leaves them resumable.
+
+    With a `dask` target, each worker thread computes its reports on that cluster, from the data directory's
+    source files, instead of in the pool of processes over the database.
+    """
 
     def __init__(self, db_path: str | Path, workers: int = DEFAULT_WORKERS,
                  on_change: Callable[[str], None] | None = None, keep_reports: int = DEFAULT_KEEP_REPORTS,
-                 on_finish: Callable[[str, float | None], None] | None = None) -> None:
+                 on_finish: Callable[[str, float | None], None] | None = None,
+                 dask: DaskTarget | None = None) -> None:
         self.db_path = str(db_path)
+        self.dask = dask
+        self._client = None
         self.keep_reports = keep_reports
         # Reports that failed where even their failure could not be stored: the API answers Failed for them.
         self.unstored_failures: dict[str, str] = {}
@@ -97,7 +114,12 @@ class ReportJobs:
             self._queue.put(report_id)
         if unfinished:
             log.info("re-queued %d unfinished reports", len(unfinished))
-        self._pool = multiprocessing.get_context("spawn").Pool(self.workers, _quiet_child, (log_file(),))
+        if self.dask is not None:
+            from storemon.cluster import connect
+
+            self._client = connect(self.dask.address)
+        else:
+            self._pool = multiprocessing.get_context("spawn").Pool(self.workers, _quiet_child, (log_file(),))
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"report-worker-{index}", daemon=True)
             thread.start()
@@ -116,11 +138,14 @@ class ReportJobs:
         if self._pool is not None:
             self._pool.join()
             self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def trigger(self, db, as_of: object = None, interpolation: object = None) -> str:
         """Record and queue a report; returns its id. Raises BadParameter for an invalid parameter."""
         requested_as_of, interpolation = check_parameters(as_of, interpolation)
-        if requested_as_of is not None:
+        if requested_as_of is not None and self.dask is None:
             try:
                 data_state(db).check_as_of(parse_instant(requested_as_of))
             except BeforeRetainedData as exc:
@@ -165,6 +190,9 @@ class ReportJobs:
         reports.mark_running(db, report_id)
         started = time.monotonic()
         self._notify(report_id)
+        if self._client is not None:
+            self._run_on_cluster(db, report_id, requested_as_of, interpolation, started)
+            return
         try:
             pending = self._pool.apply_async(compute_in_process,
                                              (self.db_path, report_id, requested_as_of, interpolation))
@@ -185,10 +213,53 @@ class ReportJobs:
         try:
             outcome = pending.get()
         except Exception as exc:
-            log.error("report %s failed: %s: %s", report_id, type(exc).__name__, exc)
-            reports.fail(db, report_id, f"{type(exc).__name__}: {exc}")
-            self._finished(report_id, reports.FAILED, time.monotonic() - started)
+            self._fail(db, report_id, f"{type(exc).__name__}: {exc}", started)
             return
+        self._store(db, report_id, outcome, started)
+
+    def _run_on_cluster(self, db, report_id: str, requested_as_of: str | None, interpolation: str,
+                        started: float) -> None:
+        """Compute one report on the Dask cluster, its progress the fraction of the cluster's tasks done."""
+        from storemon.cluster import ClusterError, cluster_report
+
+        progress_db = open_db(self.db_path, busy_timeout=PROGRESS_BUSY_S)
+
+        def progress(fraction: float) -> None:
+            try:
+                reports.set_progress(progress_db, report_id, fraction)
+            except sqlite3.OperationalError:  # a refresh holds the write lock: progress can wait
+                return
+            self._notify(report_id)
+
+        try:
+            run = cluster_report(self._client, self.dask.data_dir,
+                                 parse_instant(requested_as_of) if requested_as_of else None, interpolation,
+                                 progress=progress, cancel=self._stopping)
+        except ReportCancelled:
+            reports.mark_queued(db, report_id)
+            log.info("report %s: stopped, left queued for the next start", report_id)
+            return
+        except ClusterError as exc:
+            self._fail(db, report_id, str(exc), started)
+            return
+        except Exception as exc:  # the data directory cannot be listed, say: a failed report, not a dead worker
+            self._fail(db, report_id, f"{type(exc).__name__}: {exc}", started)
+            return
+        finally:
+            progress_db.close()
+        for error in run.errors:
+            log.warning("report %s: %s (not used)", report_id, error)
+        outcome = {"csv": run.report.to_csv(), "as_of": format_instant(run.report.as_of_us), "data_version": None,
+                   "rows": len(run.report.store_ids)}
+        self._store(db, report_id, outcome, started)
+
+    def _fail(self, db, report_id: str, error: str, started: float) -> None:
+        log.error("report %s failed: %s", report_id, error)
+        reports.fail(db, report_id, error)
+        self._finished(report_id, reports.FAILED, time.monotonic() - started)
+
+    def _store(self, db, report_id: str, outcome: dict, started: float) -> None:
+        """Record a computed report (or its failure to be stored) and tell the listeners."""
         try:
             reports.complete(db, report_id, outcome["as_of"], outcome["data_version"], outcome["rows"],
                              outcome["csv"])

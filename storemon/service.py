@@ -20,7 +20,7 @@ from storemon.background import tell
 from storemon.db import BUSY_TIMEOUT_S, get_meta, open_db
 from storemon.fleet import FleetNow, fleet_now
 from storemon.ingest import DEFAULT_RETAIN_DAYS
-from storemon.jobs import DEFAULT_KEEP_REPORTS, DEFAULT_WORKERS, ReportJobs
+from storemon.jobs import DEFAULT_KEEP_REPORTS, DEFAULT_WORKERS, DaskTarget, ReportJobs
 from storemon.metrics import Metrics
 from storemon.parse import format_instant
 from storemon.refresh import DEFAULT_INTERVAL_S, Refresher
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ServiceConfig:
-    """Where the data and database are, where the API listens, how many report workers, how often to refresh."""
+    """Where the data and database are, where the API listens, how many report workers, how often to refresh,
+    and the Dask cluster reports run on, if any."""
 
     data_dir: Path
     db_path: Path
@@ -47,6 +48,7 @@ class ServiceConfig:
     keep_reports: int = DEFAULT_KEEP_REPORTS
     notify_urls: tuple[str, ...] = ()
     alert_after_minutes: float = DEFAULT_ALERT_AFTER_MINUTES
+    dask: DaskTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ class Service:
         self._listeners: list[Callable[[Change], None]] = []
         self.metrics = Metrics(lambda: vars(self.fleet_now()))
         self.jobs = ReportJobs(config.db_path, config.workers, on_change=self._report_changed,
-                               keep_reports=config.keep_reports, on_finish=self.metrics.report_done)
+                               keep_reports=config.keep_reports, on_finish=self.metrics.report_done,
+                               dask=config.dask)
         self.refresher = Refresher(config.data_dir, config.db_path, config.refresh_interval,
                                    on_refresh=self._refreshed, busy_timeout=config.busy_timeout,
                                    retain_days=config.retain_days)
