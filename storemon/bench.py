@@ -20,6 +20,7 @@ import pandas as pd
 from storemon.generate import generate
 
 BASE_STORES = 14_000
+CLUSTER_CLOSE_S = 120
 
 
 @dataclass
@@ -218,13 +219,17 @@ def api_latency(data: Path, db: Path, work: Path, clients: int = 40, seconds: fl
     )
 
 
-def main(work: str = "bench-data", scale: int = 1, weeks: int = 1) -> None:
+def main(work: str = "bench-data", scale: int = 1, weeks: int = 1, dask_data: str | None = None) -> None:
     """Measure the 1x fleet with one week (and the API and console), then a `scale`x fleet and `weeks` weeks of
-    history if asked, and print one table with the growth against the 1x figures."""
+    history if asked, and print one table with the growth against the 1x figures. With `dask_data`, measure only
+    the embedded and Dask engines on that data directory."""
     from storemon.logs import log_to_file
 
     Path(work).mkdir(parents=True, exist_ok=True)
     log_to_file(Path(work) / "bench.log")
+    if dask_data is not None:
+        _print_table(dask_engines(Path(dask_data), Path(work)))
+        return
     sample = Path(work) / "sample.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{sample}{suffix}").unlink(missing_ok=True)
@@ -235,10 +240,59 @@ def main(work: str = "bench-data", scale: int = 1, weeks: int = 1) -> None:
         measures += growth(base, bench(Path(work), BASE_STORES * scale, 8, f"{scale}x, 1 week", full=False))
     if weeks > 1:
         measures += growth(base, bench(Path(work), BASE_STORES, 7 * weeks + 1, f"1x, {weeks} weeks", full=False))
+    _print_table(measures)
+
+
+def _print_table(measures: list[Measure]) -> None:
     print(f"{'step':78} {'wall s':>8} {'peak MB':>8}  note")
     for m in measures:
         peak = f"{m.peak_mb:8.0f}" if m.peak_mb else f"{'-':>8}"
         print(f"{m.step:78} {m.seconds:8.3f} {peak}  {m.target}")
+
+
+def dask_engines(data: Path, work: Path, workers: tuple[int, ...] = (1, 2)) -> list[Measure]:
+    """The report over `data` by the embedded engine (ingest, then report, each its own process) and on a
+    LocalCluster of 1 and 2 worker processes of one thread each (`storemon report --dask` as its own process; peak
+    memory is the client's, the workers' is in the note), each checked equal to the embedded report. The same on
+    the 200-store sample in `data/` shows the cluster's fixed cost, which does not grow with the data."""
+    from distributed import Client, LocalCluster
+
+    measures: list[Measure] = []
+    for label, source in (("sample", Path("data")), (data.name, data)):
+        if not (source / "timezones.csv").exists():
+            continue
+        db = work / f"dask-{label}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        embedded, clustered = work / "embedded.csv", work / "dask.csv"
+        ingest_s, ingest_mb = run_step(["ingest", "--data-dir", str(source), "--db", str(db), "--retain-days", "0"],
+                                       work)
+        report_s, report_mb = run_step(["report", "--db", str(db), "-o", str(embedded)], work)
+        measures.append(Measure(f"[{label}] embedded: ingest + report", ingest_s + report_s,
+                                max(ingest_mb, report_mb), f"ingest {ingest_s:.1f} s, report {report_s:.1f} s"))
+        print(f"  {measures[-1].step}: {measures[-1].seconds:.1f} s", flush=True)
+        for count in workers:
+            cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+            try:
+                seconds, peak = run_step(["report", "--dask", cluster.scheduler_address, "--data-dir",
+                                          str(source.resolve()), "-o", str(clustered)], work)
+                worker_mb = [kb / 1024 for kb in client.run(_peak_kb).values()]
+            finally:
+                client.close()
+                cluster.close(timeout=CLUSTER_CLOSE_S)
+            same = clustered.read_text() == embedded.read_text()
+            measures.append(Measure(f"[{label}] dask, {count} worker{'s' if count > 1 else ''}", seconds, peak,
+                                    f"workers' peak {', '.join(f'{mb:.0f}' for mb in worker_mb)} MB; "
+                                    f"{'equal to' if same else 'DIFFERS from'} the embedded report"))
+            print(f"  {measures[-1].step}: {seconds:.1f} s", flush=True)
+    return measures
+
+
+def _peak_kb() -> int:
+    """This process's peak resident memory (VmHWM), in kB."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 
 
 def growth(base: list[Measure], other: list[Measure]) -> list[Measure]:

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"storemon: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"storemon: error: {exc.strerror or str(exc) or type(exc).__name__}{where}", file=sys.stderr)
         return 1
 
 

@@ -246,16 +246,22 @@ def read_piece(piece: Piece, now_us: int, cap_us: int | None, buckets: int) -> t
                   ts[rows], active[rows], rank[rows]), count
 
 
+def _winners(store: np.ndarray, ts: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Indices, sorted by store then time, of the row that counts at each (store, instant): the highest rank."""
+    order = np.lexsort((rank, ts, store))
+    store, ts = store[order], ts[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (store[1:] != store[:-1]) | (ts[1:] != ts[:-1])
+    return order[last]
+
+
 def _needed(codes: np.ndarray, ts: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Indices of the polls a report can need from these: duplicates resolved (the higher rank wins), then each
-    store's polls from a week before the newest poll on, and its last poll before that."""
+    """Indices of the polls a report can need from these: duplicates resolved, then each store's polls from a week
+    before the newest poll on, and its last poll before that."""
     if not len(ts):
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((rank, ts, codes))
+    order = _winners(codes, ts, rank)
     codes, ts = codes[order], ts[order]
-    last_of_instant = np.ones(len(ts), dtype=bool)
-    last_of_instant[:-1] = (codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1])
-    order, codes, ts = order[last_of_instant], codes[last_of_instant], ts[last_of_instant]
     edge = ts.max() - WEEK_US
     last_before_edge = np.ones(len(ts), dtype=bool)
     last_before_edge[:-1] = (codes[1:] != codes[:-1]) | (ts[1:] >= edge)
@@ -312,11 +318,8 @@ def partition_report(frame: pd.DataFrame, as_of_us: int, interpolation: str) -> 
     kind = frame["kind"].to_numpy()
     a, b, c = (frame[name].to_numpy(dtype=np.int64) for name in ("a", "b", "c"))
     is_poll = (kind == _KIND_CODE[POLLS]) & (a <= as_of_us)
-    store, ts, active, rank = codes[is_poll], a[is_poll], b[is_poll], c[is_poll]
-    order = np.lexsort((rank, ts, store))
-    store, ts, active = store[order], ts[order], active[order]
-    last_of_instant = np.ones(len(ts), dtype=bool)
-    last_of_instant[:-1] = (store[1:] != store[:-1]) | (ts[1:] != ts[:-1])
+    store, ts, active = codes[is_poll], a[is_poll], b[is_poll]
+    counted = _winners(store, ts, c[is_poll])
     hours = pd.DataFrame({"store": codes, "day": a, "start": b, "end": c})[kind == _KIND_CODE[HOURS]]
     hours = hours.drop_duplicates()
     is_zone = kind == _KIND_CODE[ZONES]
@@ -325,7 +328,7 @@ def partition_report(frame: pd.DataFrame, as_of_us: int, interpolation: str) -> 
     zone_rows = zone_rows.sort_values("rank").drop_duplicates("store", keep="last")
     snapshot = Snapshot(
         dict(enumerate(np.asarray(uniques, dtype=object).tolist())),
-        store[last_of_instant], ts[last_of_instant], active[last_of_instant].astype(bool),
+        store[counted], ts[counted], active[counted].astype(bool),
         hours["store"].to_numpy(), hours["day"].to_numpy(), hours["start"].to_numpy(), hours["end"].to_numpy(),
         dict(zip(zone_rows["store"].tolist(), zone_rows["zone"].tolist())), 0, as_of_us,
     )

@@ -17,9 +17,9 @@ from conftest import POLL_HEADER, ingest_dir, report_csv, write_csv, write_data
 from test_server import call, free_port, serve, wait_ready, wait_report
 
 from storemon import polls
+from storemon.cli import main
 from storemon.cluster import ClusterError, cluster_report
 from storemon.db import open_db
-from storemon.export import export_parquet
 from storemon.parse import parse_instant
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
@@ -113,11 +113,12 @@ def test_exported_parquet_gives_the_same_report(client, dst_week, tmp_path):
     assert ingest_dir(dst_week, db_path).ok
     db = open_db(db_path)
     try:
-        written = export_parquet(db, tmp_path / "parquet")
         stored_polls = polls.counts(db)[1]
     finally:
         db.close()
-    assert written["polls"] == stored_polls and written["zones"] == 40
+    done = storemon("export", "--db", str(db_path), "--parquet", str(tmp_path / "parquet"))
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {stored_polls} polls" in done.stdout and "and 40 zones" in done.stdout
     assert dask_csv(client, tmp_path / "parquet") == report_csv(db_path)
     as_of = "2023-03-13T15:00:00Z"
     assert dask_csv(client, tmp_path / "parquet", as_of, "nearest") == report_csv(db_path, as_of, "nearest")
@@ -151,9 +152,8 @@ def _report_or_error(client, data_dir, progress):
         return exc
 
 
-def storemon(*args: str, prelude: str = "") -> subprocess.CompletedProcess:
-    code = f"import sys; {prelude}from storemon.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+def storemon(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "storemon", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_cli_report_on_the_cluster(client, dst_week, tmp_path):
@@ -167,15 +167,22 @@ def test_cli_report_on_the_cluster(client, dst_week, tmp_path):
     assert "bad rows skipped" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_cli_without_a_scheduler_or_the_extra_is_one_line(tmp_path):
+def test_cli_faults_are_one_line(tmp_path, monkeypatch, capsys):
+    def error_of(*args: str) -> str:
+        assert main(list(args)) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        return err
+
     port = free_port()
-    done = storemon("report", "--dask", f"tcp://127.0.0.1:{port}", "--data-dir", str(SAMPLE))
-    assert done.returncode == 1
-    assert done.stderr.startswith("storemon: error: cannot reach the Dask scheduler") and done.stderr.count("\n") == 1
-    missing = storemon("report", "--dask", "tcp://127.0.0.1:1", "--data-dir", str(SAMPLE),
-                       prelude="sys.modules['distributed'] = None; ")
-    assert missing.returncode == 1
-    assert missing.stderr == "storemon: error: the Dask engine needs the dask extra: pip install 'storemon[dask]'\n"
+    assert error_of("report", "--dask", f"tcp://127.0.0.1:{port}", "--data-dir", str(SAMPLE)).startswith(
+        "storemon: error: cannot reach the Dask scheduler")
+    assert "--dask needs --data-dir" in error_of("report", "--dask", f"tcp://127.0.0.1:{port}")
+    assert "--data-dir is read with --dask" in error_of("report", "--data-dir", str(SAMPLE))
+    assert "database not found" in error_of("export", "--db", str(tmp_path / "none.db"), "--parquet", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if storemon[dask] were not installed
+    assert error_of("report", "--dask", "tcp://127.0.0.1:1", "--data-dir", str(SAMPLE)) == (
+        "storemon: error: the Dask engine needs the dask extra: pip install 'storemon[dask]'\n")
 
 
 def test_serve_runs_report_jobs_on_the_cluster(client, tmp_path):
