@@ -22,10 +22,8 @@ class PortUnavailable(Exception):
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 2 * 1024 * 1024
-SOCKET_TIMEOUT_S = 5
-
-
-HEADER_DEADLINE_S = 5.0
+SOCKET_TIMEOUT_S = 15
+HEADER_DEADLINE_S = 15.0  # generous: a loaded machine can starve a request thread for seconds (nginx allows 60 s)
 
 
 class _Deadlines:
