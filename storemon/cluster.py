@@ -38,6 +38,7 @@ MISSING_EXTRA = "the Dask engine needs the dask extra: pip install 'storemon[das
 CONNECT_TIMEOUT_S = 10
 NO_WORKERS_TIMEOUT_S = 60.0
 POLL_S = 0.2
+WORKER_CHECK_S = 5.0
 BLOCK_BYTES = 64 * 1024 * 1024
 MIN_BLOCK_BYTES = 1024 * 1024
 PARQUET_POLLS = "polls"
@@ -392,6 +393,7 @@ def _wait(client, futures: list, low: float, high: float, progress: Callable[[fl
     """Wait for `futures`, telling progress from `low` to `high`; raise the first task's failure as ClusterError,
     ReportCancelled when `cancel` is set, and ClusterError when no worker has been there for a minute."""
     without_workers_since: float | None = None
+    next_worker_check = 0.0
     shown = -1
     while True:
         if cancel is not None and cancel.is_set():
@@ -410,10 +412,13 @@ def _wait(client, futures: list, low: float, high: float, progress: Callable[[fl
             progress(low + (high - low) * done / max(1, len(futures)))
         if done == len(futures):
             return
-        if client.nthreads():
-            without_workers_since = None
-        elif without_workers_since is None:
-            without_workers_since = time.monotonic()
-        elif time.monotonic() - without_workers_since > NO_WORKERS_TIMEOUT_S:
-            raise ClusterError(f"no Dask worker has been connected for {NO_WORKERS_TIMEOUT_S:.0f} s")
+        now = time.monotonic()
+        if now >= next_worker_check:  # a call to the scheduler: not at every poll
+            next_worker_check = now + WORKER_CHECK_S
+            if client.nthreads():
+                without_workers_since = None
+            elif without_workers_since is None:
+                without_workers_since = now
+            elif now - without_workers_since > NO_WORKERS_TIMEOUT_S:
+                raise ClusterError(f"no Dask worker has been connected for {NO_WORKERS_TIMEOUT_S:.0f} s")
         time.sleep(POLL_S)
