@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storemon import ingest, sources
+from storemon import ingest, polls, sources
 from storemon.compute import combine
 from storemon.db import now_iso
 from storemon.engine import INTERPOLATIONS, Report, ReportCancelled, compute_report
@@ -229,8 +229,7 @@ def read_piece(piece: Piece, now_us: int, cap_us: int | None, buckets: int) -> t
         return FRAME_META, count
     count.rows_read = rows_read
     count.rows_skipped = int((~ok).sum()) + malformed
-    good = {name: column.filter(pa.array(ok)) if isinstance(column, pa.Array) else column[ok]
-            for name, column in values.items()}
+    good = ingest.good_rows(values, ok)
     ids = good["store_id"]
     bucket, codes = _buckets_of(ids, buckets)
     rank = (piece.index << _ROW_BITS) + np.arange(len(ids), dtype=np.int64)
@@ -247,21 +246,12 @@ def read_piece(piece: Piece, now_us: int, cap_us: int | None, buckets: int) -> t
                   ts[rows], active[rows], rank[rows]), count
 
 
-def _winners(store: np.ndarray, ts: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Indices, sorted by store then time, of the row that counts at each (store, instant): the highest rank."""
-    order = np.lexsort((rank, ts, store))
-    store, ts = store[order], ts[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = (store[1:] != store[:-1]) | (ts[1:] != ts[:-1])
-    return order[last]
-
-
 def _needed(codes: np.ndarray, ts: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """Indices of the polls a report can need from these: duplicates resolved, then each store's polls from a week
     before the newest poll on, and its last poll before that."""
     if not len(ts):
         return np.zeros(0, dtype=np.int64)
-    order = _winners(codes, ts, rank)
+    order = polls.latest_per_instant(codes, ts, rank)
     codes, ts = codes[order], ts[order]
     edge = ts.max() - WEEK_US
     last_before_edge = np.ones(len(ts), dtype=bool)
@@ -320,7 +310,7 @@ def partition_report(frame: pd.DataFrame, as_of_us: int, interpolation: str) -> 
     a, b, c = (frame[name].to_numpy(dtype=np.int64) for name in ("a", "b", "c"))
     is_poll = (kind == _KIND_CODE[POLLS]) & (a <= as_of_us)
     store, ts, active = codes[is_poll], a[is_poll], b[is_poll]
-    counted = _winners(store, ts, c[is_poll])
+    counted = polls.latest_per_instant(store, ts, c[is_poll])
     hours = pd.DataFrame({"store": codes, "day": a, "start": b, "end": c})[kind == _KIND_CODE[HOURS]]
     hours = hours.drop_duplicates()
     is_zone = kind == _KIND_CODE[ZONES]

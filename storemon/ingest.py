@@ -378,7 +378,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
             if loaded.progress is not None:
                 loaded.progress(path.name, chunk.end, plan.stat.st_size)
             end, lines_after, header = chunk.end, chunk.lines_after, chunk.header
-            good = {name: _take(column, ok) for name, column in values.items()}
+            good = good_rows(values, ok)
             keys = loaded.store_keys.keys(good.pop("store_id"))
             if kind == POLLS:
                 loaded.spill.add(keys, good["ts"], good["active"])
@@ -399,10 +399,11 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
                                     digest.hexdigest(), header))
 
 
-def _take(column, ok: np.ndarray):
-    if isinstance(column, pa.Array):
-        return column.filter(pa.array(ok))
-    return column[ok]
+def good_rows(values: dict, ok: np.ndarray) -> dict:
+    """The rows of parsed columns (numpy arrays, or Arrow arrays for text) that `ok` marks good."""
+    mask = pa.array(ok)
+    return {name: column.filter(mask) if isinstance(column, pa.Array) else column[ok]
+            for name, column in values.items()}
 
 
 def _concat(parts: list[dict]) -> dict[str, np.ndarray]:

@@ -105,6 +105,16 @@ def store_key_range(db: sqlite_utils.Database) -> tuple[int, int]:
     return (0, -1) if lo is None else (int(lo), int(hi))
 
 
+def latest_per_instant(store: np.ndarray, ts: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Indices, sorted by store then time, of the poll that counts at each (store, instant): the highest rank
+    (SPEC section 1: the later line, and the later file, wins)."""
+    order = np.lexsort((rank, ts, store))
+    store, ts = store[order], ts[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (store[1:] != store[:-1]) | (ts[1:] != ts[:-1])
+    return order[last]
+
+
 def merge_day(db: sqlite_utils.Database, day: int, keys: np.ndarray, ts: np.ndarray, active: np.ndarray,
               order: np.ndarray) -> int:
     """Merge new polls of one UTC day into their partitions (inside the caller's transaction).
@@ -129,11 +139,8 @@ def merge_day(db: sqlite_utils.Database, day: int, keys: np.ndarray, ts: np.ndar
         ts = np.concatenate([old_ts, ts])
         active = np.concatenate([old_active, active])
         order = np.concatenate([np.full(len(old_ts), -1, dtype=np.int64), order])
-    sort = np.lexsort((order, ts, keys))
-    keys, ts, active = keys[sort], ts[sort], active[sort].astype(np.uint8)
-    last = np.ones(len(keys), dtype=bool)
-    last[:-1] = (keys[1:] != keys[:-1]) | (ts[1:] != ts[:-1])
-    keys, ts, active = keys[last], ts[last], active[last]
+    counted = latest_per_instant(keys, ts, order)
+    keys, ts, active = keys[counted], ts[counted], active[counted].astype(np.uint8)
     bounds = np.flatnonzero(np.diff(keys)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [len(keys)]]).tolist()
