@@ -73,7 +73,7 @@ def start_service(data, db, urls, alert_after=15.0) -> Service:
     service = Service(ServiceConfig(data, db, port=0, workers=1, notify_urls=tuple(urls),
                                     alert_after_minutes=alert_after))
     service.start()
-    assert service.refresher.first_done.wait(120)
+    assert service.refresher.first_done.wait(600)
     return service
 
 

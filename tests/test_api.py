@@ -25,7 +25,7 @@ def sample(tmp_path_factory):
 def service(sample, tmp_path):
     svc = Service(ServiceConfig(sample, tmp_path / "api.db", port=0, workers=2))
     svc.start()
-    assert svc.refresher.first_done.wait(120)
+    assert svc.refresher.first_done.wait(600)
     yield svc
     svc.stop()
 

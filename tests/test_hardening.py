@@ -166,7 +166,7 @@ def test_a_failed_refresh_leaves_no_run_running_and_is_retried_soon(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, refresh_interval=3600, busy_timeout=0.2))
     service.start()
     try:
-        assert service.refresher.first_done.wait(120)
+        assert service.refresher.first_done.wait(600)
         blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         with (data / "store_status.csv").open("a") as handle:
@@ -211,7 +211,7 @@ def api(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "api.db", port=0, workers=1, triggers_per_minute=3,
                                     keep_reports=2))
     service.start()
-    assert service.refresher.first_done.wait(120)
+    assert service.refresher.first_done.wait(600)
     yield service
     service.stop()
 
@@ -361,7 +361,7 @@ def test_header_only_hours_and_zones_are_flagged(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0))
     service.start()
     try:
-        assert service.refresher.first_done.wait(120)
+        assert service.refresher.first_done.wait(600)
         notes = [note for f in service.refresher.last_result.files for note in f.notes]
         assert any("every store is now open 24x7" in n for n in notes)
         warnings = service.health()["warnings"]
@@ -414,7 +414,7 @@ def test_a_full_disk_fails_the_report_with_a_reason(tmp_path):
         service = Service(ServiceConfig(data, disk / "s.db", port=0, workers=1))
         service.start()
         try:
-            assert service.refresher.first_done.wait(120)
+            assert service.refresher.first_done.wait(600)
             service.jobs.data_ready.clear()  # hold the workers while the disk fills up
             report_id = service.trigger_report()
             with (disk / "filler").open("wb") as filler, contextlib.suppress(OSError):

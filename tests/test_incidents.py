@@ -165,7 +165,7 @@ def test_the_api_lists_incidents_newest_first_with_filters_and_csv(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, workers=1))
     service.start()
     try:
-        assert service.refresher.first_done.wait(120)
+        assert service.refresher.first_done.wait(600)
         app = TestApp(service.app)
         listed = app.get("/incidents").json["incidents"]
         assert listed == [

@@ -76,7 +76,7 @@ def data(tmp_path):
 def service(data, tmp_path):
     svc = Service(ServiceConfig(data, tmp_path / "live.db", port=0, refresh_interval=0.3, busy_timeout=0.5))
     svc.start()
-    assert svc.refresher.first_done.wait(120)
+    assert svc.refresher.first_done.wait(600)
     yield svc
     svc.stop()
 

@@ -127,7 +127,7 @@ def test_forty_clients_poll_while_reports_run(larger, tmp_path):
     service = Service(ServiceConfig(larger, tmp_path / "c.db", port=0, workers=2))
     service.start()
     try:
-        assert service.refresher.first_done.wait(120)
+        assert service.refresher.first_done.wait(600)
         base = service.api_address
         params = [{}, {"interpolation": "nearest"}, {"as_of": "2023-01-24T00:00:00Z"},
                   {"as_of": "2023-01-22T06:30:00Z", "interpolation": "nearest"}]

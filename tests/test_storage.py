@@ -252,7 +252,7 @@ def test_the_api_refuses_an_as_of_before_the_retained_data_naming_the_earliest(t
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, workers=1, retain_days=8))
     service.start()
     try:
-        assert service.refresher.first_done.wait(120)
+        assert service.refresher.first_done.wait(600)
         app = TestApp(service.app)
         refused = app.get("/trigger_report", {"as_of": "2023-01-25T00:00:00Z"}, status=400).json
         assert refused["status"] == "error" and refused["error"].startswith("as_of: as_of 2023-01-25")
