@@ -33,7 +33,7 @@ def from_scratch(data_dir, tmp_path) -> str:
         db.close()
 
 
-def wait_until(predicate, timeout=180.0, what="condition"):
+def wait_until(predicate, timeout=600.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -41,7 +41,7 @@ def call(url, body=None, method="GET", headers=None, timeout=30):
     return status, json.loads(payload) if "json" in ctype else payload.decode()
 
 
-def wait_ready(base, process=None, timeout=180):
+def wait_ready(base, process=None, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -56,7 +56,7 @@ def wait_ready(base, process=None, timeout=180):
     raise AssertionError("server not ready")
 
 
-def wait_report(base, report_id, timeout=300):
+def wait_report(base, report_id, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, body = call(f"{base}/get_report", {"report_id": report_id})
