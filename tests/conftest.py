@@ -16,6 +16,9 @@ from storemon.parse import parse_instant
 POLL_HEADER = ["store_id", "timestamp_utc", "status"]
 HOURS_HEADER = ["store_id", "dayOfWeek", "start_time_local", "end_time_local"]
 ZONE_HEADER = ["store_id", "timezone_str"]
+# How long a test waits for something that must finish (a refresh, a server, a report) before calling it a hang:
+# a guard, not a timing target, so it is generous for a loaded machine.
+HANG_GUARD_S = 600
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -> Path:

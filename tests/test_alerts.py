@@ -11,7 +11,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import POLL_HEADER, write_csv, write_data
+from conftest import HANG_GUARD_S, POLL_HEADER, write_csv, write_data
 
 from storemon.alerts import BadNotifyUrl, check_url
 from storemon.service import Service, ServiceConfig
@@ -73,7 +73,7 @@ def start_service(data, db, urls, alert_after=15.0) -> Service:
     service = Service(ServiceConfig(data, db, port=0, workers=1, notify_urls=tuple(urls),
                                     alert_after_minutes=alert_after))
     service.start()
-    assert service.refresher.first_done.wait(600)
+    assert service.refresher.first_done.wait(HANG_GUARD_S)
     return service
 
 

@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from conftest import report_csv
+from conftest import HANG_GUARD_S, report_csv
 from webtest import TestApp
 
 from storemon.db import open_db
@@ -25,7 +25,7 @@ def sample(tmp_path_factory):
 def service(sample, tmp_path):
     svc = Service(ServiceConfig(sample, tmp_path / "api.db", port=0, workers=2))
     svc.start()
-    assert svc.refresher.first_done.wait(600)
+    assert svc.refresher.first_done.wait(HANG_GUARD_S)
     yield svc
     svc.stop()
 

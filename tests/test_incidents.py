@@ -7,7 +7,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import POLL_HEADER, write_csv, write_data
+from conftest import HANG_GUARD_S, POLL_HEADER, write_csv, write_data
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from model import is_open, zone_of
@@ -165,7 +165,7 @@ def test_the_api_lists_incidents_newest_first_with_filters_and_csv(tmp_path):
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, workers=1))
     service.start()
     try:
-        assert service.refresher.first_done.wait(600)
+        assert service.refresher.first_done.wait(HANG_GUARD_S)
         app = TestApp(service.app)
         listed = app.get("/incidents").json["incidents"]
         assert listed == [

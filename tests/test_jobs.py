@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import write_data
+from conftest import HANG_GUARD_S, write_data
 
 from storemon.db import open_db
 from storemon.engine import ReportCancelled, compute_report
@@ -56,7 +56,7 @@ def test_a_report_running_at_stop_is_left_queued_and_completes_at_the_next_start
     config = ServiceConfig(data, tmp_path / "stop.db", port=0, workers=1)
     service = Service(config)
     service.start()
-    assert service.refresher.first_done.wait(600)
+    assert service.refresher.first_done.wait(HANG_GUARD_S)
     report_id = service.trigger_report()
     deadline = time.monotonic() + 60
     while service.report_status(report_id)["status"] != "Running" and time.monotonic() < deadline:

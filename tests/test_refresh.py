@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 from test_server import call, free_port, serve, wait_ready, wait_report
 
 from storemon.compute import report_from_db
@@ -33,7 +34,7 @@ def from_scratch(data_dir, tmp_path) -> str:
         db.close()
 
 
-def wait_until(predicate, timeout=600.0, what="condition"):
+def wait_until(predicate, timeout=HANG_GUARD_S, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -76,7 +77,7 @@ def data(tmp_path):
 def service(data, tmp_path):
     svc = Service(ServiceConfig(data, tmp_path / "live.db", port=0, refresh_interval=0.3, busy_timeout=0.5))
     svc.start()
-    assert svc.refresher.first_done.wait(600)
+    assert svc.refresher.first_done.wait(HANG_GUARD_S)
     yield svc
     svc.stop()
 

@@ -15,7 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import report_csv
+from conftest import HANG_GUARD_S, report_csv
 
 from storemon.db import open_db
 from storemon.generate import generate
@@ -41,7 +41,7 @@ def call(url, body=None, method="GET", headers=None, timeout=30):
     return status, json.loads(payload) if "json" in ctype else payload.decode()
 
 
-def wait_ready(base, process=None, timeout=600):
+def wait_ready(base, process=None, timeout=HANG_GUARD_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -56,7 +56,7 @@ def wait_ready(base, process=None, timeout=600):
     raise AssertionError("server not ready")
 
 
-def wait_report(base, report_id, timeout=600):
+def wait_report(base, report_id, timeout=HANG_GUARD_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, body = call(f"{base}/get_report", {"report_id": report_id})
@@ -127,7 +127,7 @@ def test_forty_clients_poll_while_reports_run(larger, tmp_path):
     service = Service(ServiceConfig(larger, tmp_path / "c.db", port=0, workers=2))
     service.start()
     try:
-        assert service.refresher.first_done.wait(600)
+        assert service.refresher.first_done.wait(HANG_GUARD_S)
         base = service.api_address
         params = [{}, {"interpolation": "nearest"}, {"as_of": "2023-01-24T00:00:00Z"},
                   {"as_of": "2023-01-22T06:30:00Z", "interpolation": "nearest"}]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import POLL_HEADER, ingest_dir, report_csv, write_csv, write_data
+from conftest import HANG_GUARD_S, POLL_HEADER, ingest_dir, report_csv, write_csv, write_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -252,7 +252,7 @@ def test_the_api_refuses_an_as_of_before_the_retained_data_naming_the_earliest(t
     service = Service(ServiceConfig(data, tmp_path / "s.db", port=0, workers=1, retain_days=8))
     service.start()
     try:
-        assert service.refresher.first_done.wait(600)
+        assert service.refresher.first_done.wait(HANG_GUARD_S)
         app = TestApp(service.app)
         refused = app.get("/trigger_report", {"as_of": "2023-01-25T00:00:00Z"}, status=400).json
         assert refused["status"] == "error" and refused["error"].startswith("as_of: as_of 2023-01-25")
