@@ -370,17 +370,20 @@ def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sampl
             missed = 0
             for press in range(presses):
                 key = "down" if (press // 10) % 2 == 0 else "up"
-                if table.cursor_row <= 0 or table.cursor_row >= table.row_count - 1:
-                    key = "down" if table.cursor_row <= 0 else "up"
+                if table.cursor_row <= 0:
+                    key = "down"
+                elif table.cursor_row >= table.row_count - 1:
+                    key = "up"
                 target = table.cursor_row + (1 if key == "down" else -1)
                 seen = len(frames)
                 sent = time.perf_counter()
                 app.post_message(events.Key(key, None))
-                while not any(row == target for _, row in frames[seen:]) and time.perf_counter() - sent < PRESS_WAIT_S:
+                shown = None
+                while shown is None and time.perf_counter() - sent < PRESS_WAIT_S:
                     await asyncio.sleep(0.001)
-                shown = [t for t, row in frames[seen:] if row == target]
-                latencies.append(shown[0] - sent if shown else PRESS_WAIT_S)
-                missed += not shown
+                    shown = next((t for t, row in frames[seen:] if row == target), None)
+                latencies.append(PRESS_WAIT_S if shown is None else shown - sent)
+                missed += shown is None
                 await asyncio.sleep(0.05)
             reports = completed() - completed_before
             await pilot.pause()

@@ -350,7 +350,7 @@ def cluster_report(client, data_dir: str, as_of_us: int | None = None, interpola
         files = _file_counts(failed, client.gather(counts))
         newest = [f.newest_poll for f in files if f.kind == POLLS and f.newest_poll is not None]
         as_of = as_of_us if as_of_us is not None else max(newest, default=None)
-        if not newest:  # no poll at or before as_of (or none at all): a report without rows
+        if not newest:  # no file holds a poll: a report without rows
             return ClusterReport(Report(as_of, interpolation, [], np.zeros((0, 6), dtype=np.int64)), files,
                                  partitions)
         shuffled = dd.from_delayed(frames, meta=FRAME_META, verify_meta=False).shuffle(
