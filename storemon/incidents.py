@@ -16,7 +16,7 @@ import sqlite_utils
 
 from storemon import hours, polls
 from storemon.db import get_meta
-from storemon.snapshot import batches
+from storemon.snapshot import batches, hours_and_zones
 
 NEVER = 2**62
 
@@ -120,9 +120,7 @@ def refresh(db: sqlite_utils.Database, new_since: tuple[np.ndarray, np.ndarray] 
         since[at] = np.minimum(since[at], earliest)
         carry = _delete_after(db, stores, since)
         first_day = int(polls.day_of(int(since.min())))
-    hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
-                          dtype=np.int64).reshape(-1, 4)
-    zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
+    hours_rows, zones = hours_and_zones(db)
     parts = []
     for key_lo, key_hi in batches(db):
         chosen = (stores >= key_lo) & (stores <= key_hi)

@@ -9,6 +9,7 @@ the table and its encoding.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,15 +84,42 @@ def last_before(db: sqlite_utils.Database, day: int, key_lo: int, key_hi: int) -
         """,
         {"day": day, "lo": key_lo, "hi": key_hi},
     ).fetchall()
+    return _as_polls(rows)
+
+
+def latest(db: sqlite_utils.Database) -> Polls:
+    """Every store's latest poll: the newest day's partitions in one range scan, then one index seek for each
+    store with no poll that day (a store that polls every day costs no seek)."""
+    newest = db.execute("SELECT MAX(day) FROM poll_days").fetchone()[0]
+    if newest is None:
+        return Polls.empty()
+    found = _as_polls(db.execute("SELECT store, last_ts, last_active FROM poll_days WHERE day = ?",
+                                 [newest]).fetchall())
+    keys = np.array(db.execute("SELECT id FROM stores").fetchall(), dtype=np.int64).ravel()
+    missing = np.setdiff1d(keys, found.store)
+    if not len(missing):
+        return found
+    earlier = _as_polls(db.execute(
+        """
+        SELECT p.store, p.last_ts, p.last_active
+        FROM json_each(:keys) k
+        JOIN poll_days p ON p.store = k.value
+            AND p.day = (SELECT MAX(q.day) FROM poll_days q WHERE q.store = k.value AND q.day < :day)
+        """,
+        {"keys": json.dumps(missing.tolist()), "day": newest},
+    ).fetchall())
+    store = np.concatenate([found.store, earlier.store])
+    order = np.argsort(store)
+    return Polls(store[order], np.concatenate([found.ts, earlier.ts])[order],
+                 np.concatenate([found.active, earlier.active])[order])
+
+
+def _as_polls(rows: list[tuple[int, int, int]]) -> Polls:
+    """Rows of (store, ts, active) as Polls."""
     if not rows:
         return Polls.empty()
     array = np.array(rows, dtype=np.int64).reshape(-1, 3)
     return Polls(array[:, 0], array[:, 1], array[:, 2].astype(bool))
-
-
-def latest(db: sqlite_utils.Database) -> Polls:
-    """Every store's latest poll."""
-    return last_before(db, 2**62, -(2**62), 2**62)
 
 
 def store_polls(db: sqlite_utils.Database, key: int, first_day: int, last_day: int) -> Polls:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import sqlite_utils
@@ -78,6 +79,18 @@ def data_state(db: sqlite_utils.Database) -> DataState:
                      None if retained is None else int(retained))
 
 
+def hours_and_zones(db: sqlite_utils.Database, key_lo: int = -(2**62), key_hi: int = 2**62
+                    ) -> tuple[np.ndarray, dict[int, str]]:
+    """The business hours of stores with keys in [key_lo, key_hi] as (store, day, start_us, end_us) rows, and
+    their zone names as the file gives them."""
+    rows = db.execute("SELECT store, day, start_us, end_us FROM business_hours WHERE store BETWEEN ? AND ?",
+                      [key_lo, key_hi]).fetchall()
+    hours = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=4 * len(rows)).reshape(-1, 4)
+    zones = dict(db.execute("SELECT store, timezone_str FROM zones WHERE store BETWEEN ? AND ?",
+                            [key_lo, key_hi]).fetchall())
+    return hours, zones
+
+
 def batches(db: sqlite_utils.Database, batch_stores: int = BATCH_STORES) -> list[tuple[int, int]]:
     """Store key ranges [lo, hi] of at most `batch_stores` keys covering every store."""
     lo, hi = polls.store_key_range(db)
@@ -90,12 +103,7 @@ def load_snapshot(db: sqlite_utils.Database, as_of_us: int, key_lo: int, key_hi:
     transaction to combine several batches consistently)."""
     state = state or data_state(db)
     found = polls.read_window(db, int(polls.day_of(as_of_us - WEEK_US)), int(polls.day_of(as_of_us)), key_lo, key_hi)
-    hours = np.array(
-        db.execute("SELECT store, day, start_us, end_us FROM business_hours WHERE store BETWEEN ? AND ?",
-                   [key_lo, key_hi]).fetchall(), dtype=np.int64,
-    ).reshape(-1, 4)
-    zones = dict(db.execute("SELECT store, timezone_str FROM zones WHERE store BETWEEN ? AND ?",
-                            [key_lo, key_hi]).fetchall())
+    hours, zones = hours_and_zones(db, key_lo, key_hi)
     store_ids = dict(db.execute("SELECT id, store_id FROM stores WHERE id BETWEEN ? AND ?",
                                 [key_lo, key_hi]).fetchall())
     return Snapshot(store_ids, found.store, found.ts, found.active, hours[:, 0], hours[:, 1], hours[:, 2],

@@ -71,6 +71,19 @@ def test_stored_polls_equal_a_model_of_the_duplicate_rules(tmp_path_factory, loa
                 model[(s, parse_instant(stamp(m)))] = a
         assert ingest_dir(data, db_path).ok
     assert stored(db_path) == model
+    assert latest_polls(db_path) == {s: (t, model[(s, t)]) for s, t in
+                                     ((s, max(t for m, t in model if m == s)) for s in {s for s, _ in model})}
+
+
+def latest_polls(db_path) -> dict[str, tuple[int, bool]]:
+    """polls.latest as {store id: (microseconds, active)}."""
+    db = open_db(db_path)
+    try:
+        last = polls.latest(db)
+        ids = dict(db.execute("SELECT id, store_id FROM stores").fetchall())
+    finally:
+        db.close()
+    return {ids[s]: (t, a) for s, t, a in zip(last.store.tolist(), last.ts.tolist(), last.active.tolist())}
 
 
 def test_a_late_poll_lands_in_its_older_partition(data_dir, db_path):
