@@ -1,88 +1,116 @@
 """The fleet at a glance, for the console: each store's state at the data's latest instant, and one store's detail.
 
-"Now" is the data's as_of (the newest poll): the data is a replay, and it is the instant the reports use.
+"Now" is the data's as_of (the newest poll): the data is a replay, and it is the instant the reports use. The fleet
+is held as columns (one array per field, one entry per store), built with array operations: at 140,000 stores a
+per-store Python object would cost more than the whole query.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import sqlite_utils
 
 from storemon import hours, polls, reports
 from storemon.db import read_transaction
 from storemon.engine import WINDOWS_US, StatusIntegral
 from storemon.reports import ReportRef
-from storemon.snapshot import data_state
+from storemon.snapshot import data_state, hours_and_zones
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-@dataclass(frozen=True)
-class FleetRow:
-    """One store as the stores table shows it."""
-
-    store_id: str
-    zone: str
-    local_time: str
-    open_now: bool
-    last_active: bool
-    last_poll_age_s: float
-    uptime_day: str
-    uptime_week: str
-
-    @property
-    def offline_in_hours(self) -> bool:
-        """Open now, and its last poll said inactive: what the operator must see first."""
-        return self.open_now and not self.last_active
+UNKNOWN_ZONE = f"{DEFAULT_ZONE}*"  # the zone shown for a store whose zone is missing or unknown
+DAY_FIGURE, WEEK_FIGURE = 2, 3  # the report CSV's columns uptime_last_day and uptime_last_week
 
 
 @dataclass(frozen=True)
 class Fleet:
-    """Every store at the data's latest instant, and the report its uptime figures come from."""
+    """Every store with polls at the data's latest instant, as columns sorted by store id, and the report its
+    uptime figures come from.
+
+    store_id, zone and local_time hold strings (zone is `UNKNOWN_ZONE` when the store has none that is known);
+    uptime_day and uptime_week hold the report's figures as it prints them, "" for a store it has no row for;
+    last_poll_us is each store's latest poll (UTC microseconds).
+    """
 
     as_of_us: int | None
-    rows: list[FleetRow]
+    store_id: np.ndarray
+    zone: np.ndarray
+    local_time: np.ndarray
+    open_now: np.ndarray
+    last_active: np.ndarray
+    last_poll_us: np.ndarray
+    uptime_day: np.ndarray
+    uptime_week: np.ndarray
     report: ReportRef | None
+
+    @staticmethod
+    def empty(report: ReportRef | None = None) -> Fleet:
+        strings, flags = np.array([], dtype=object), np.zeros(0, dtype=bool)
+        return Fleet(None, strings, strings, strings, flags, flags, np.zeros(0, dtype=np.int64), strings, strings,
+                     report)
+
+    def __len__(self) -> int:
+        return len(self.store_id)
+
+    @property
+    def offline_in_hours(self) -> np.ndarray:
+        """Open now, and the last poll said inactive: what the operator must see first."""
+        return self.open_now & ~self.last_active
+
+    @property
+    def last_poll_age_s(self) -> np.ndarray:
+        return (self.as_of_us - self.last_poll_us) / 1e6 if self.as_of_us is not None else np.zeros(len(self))
+
+    def down(self) -> set[str]:
+        """The ids of the stores offline during their business hours."""
+        return set(self.store_id[self.offline_in_hours].tolist())
 
 
 def load_fleet(db: sqlite_utils.Database) -> Fleet:
     """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report."""
     with read_transaction(db):
         last, zones, hours_rows = _latest_polls_and_hours(db)
-        store_ids = dict(db.execute("SELECT id, store_id FROM stores").fetchall())
-        report, figures = reports.latest_complete(db)
+        store_ids = pd.DataFrame(db.execute("SELECT id, store_id FROM stores").fetchall(), columns=["key", "store_id"])
+        report, report_csv = reports.latest_complete(db)
     if len(last) == 0:
-        return Fleet(None, [], report)
-    keys, last_ts, last_active = last.store, last.ts, last.active
-    as_of = int(last_ts.max())
-    open_now = open_at(keys, hours_rows, zones, as_of)
-    local_times: dict[str, str] = {}
-    rows = []
-    for key, ts, active, is_open in zip(keys.tolist(), last_ts.tolist(), last_active.tolist(), open_now.tolist()):
-        name = zones.get(key)
-        shown_zone = name if name and lookup_zone(name) else f"{DEFAULT_ZONE}*"
-        if shown_zone not in local_times:
-            local_times[shown_zone] = local_time(as_of, zone_or_default(name))
-        store_id = store_ids[key]
-        report_row = figures.get(store_id)
-        rows.append(FleetRow(
-            store_id, shown_zone, local_times[shown_zone], bool(is_open), bool(active), (as_of - ts) / 1e6,
-            report_row[1] if report_row else "", report_row[2] if report_row else "",
-        ))
-    rows.sort(key=lambda r: r.store_id)
-    return Fleet(as_of, rows, report)
+        return Fleet.empty(report)
+    as_of = int(last.ts.max())
+    frame = pd.DataFrame({"key": last.store, "last_poll_us": last.ts, "last_active": last.active,
+                          "open_now": open_at(last.store, hours_rows, zones, as_of)})
+    frame = frame.merge(store_ids, on="key", how="left")
+    named = frame["key"].map(zones).fillna("")
+    shown = {name: name if lookup_zone(name) else UNKNOWN_ZONE for name in named.unique().tolist()}
+    frame["zone"] = named.map(shown)
+    clocks = {zone: local_time(as_of, zone_or_default(zone)) for zone in shown.values()}
+    frame["local_time"] = frame["zone"].map(clocks)
+    frame = frame.merge(_figures(report_csv), on="store_id", how="left").sort_values("store_id", ignore_index=True)
+    strings = {name: frame[name].fillna("").to_numpy(dtype=object)
+               for name in ("store_id", "zone", "local_time", "uptime_day", "uptime_week")}
+    return Fleet(as_of, strings["store_id"], strings["zone"], strings["local_time"],
+                 frame["open_now"].to_numpy(dtype=bool), frame["last_active"].to_numpy(dtype=bool),
+                 frame["last_poll_us"].to_numpy(dtype=np.int64), strings["uptime_day"], strings["uptime_week"], report)
+
+
+def _figures(report_csv: str | None) -> pd.DataFrame:
+    """Each store's uptime over the last day and week in the report, as the report prints them (strings)."""
+    columns = ["store_id", "uptime_day", "uptime_week"]
+    if not report_csv:
+        return pd.DataFrame(columns=columns, dtype=object)
+    figures = pd.read_csv(io.StringIO(report_csv), usecols=[0, DAY_FIGURE, WEEK_FIGURE], dtype=str,
+                          keep_default_na=False)
+    figures.columns = columns
+    return figures.drop_duplicates("store_id", keep="last")
 
 
 def _latest_polls_and_hours(db: sqlite_utils.Database) -> tuple[polls.Polls, dict[int, str], np.ndarray]:
     """Every store's latest poll, its zone, and the business hours as (store, day, start_us, end_us) rows (call
     inside a read transaction)."""
-    zones = dict(db.execute("SELECT store, timezone_str FROM zones").fetchall())
-    hours_rows = np.array(db.execute("SELECT store, day, start_us, end_us FROM business_hours").fetchall(),
-                          dtype=np.int64).reshape(-1, 4)
+    hours_rows, zones = hours_and_zones(db)
     return polls.latest(db), zones, hours_rows
 
 

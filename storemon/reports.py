@@ -7,7 +7,6 @@ to Queued. Rows are dicts keyed by SUMMARY_NAMES (the CSV is read on its own, be
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -106,14 +105,10 @@ def forget_old(db: sqlite_utils.Database, keep: int) -> None:
                    "ORDER BY finished DESC, rowid DESC LIMIT -1 OFFSET ?)", [COMPLETE, FAILED, keep])
 
 
-def latest_complete(db: sqlite_utils.Database) -> tuple[ReportRef | None, dict[str, list[str]]]:
-    """The latest complete report and {store_id: its six figures}."""
+def latest_complete(db: sqlite_utils.Database) -> tuple[ReportRef | None, str | None]:
+    """The latest complete report and its CSV."""
     row = db.execute(f"{_LATEST_COMPLETE} LIMIT 1").fetchone()
-    if row is None:
-        return None, {}
-    lines = csv.reader(io.StringIO(row[2]))
-    next(lines, None)
-    return ReportRef(row[0], row[1]), {line[0]: line[1:] for line in lines if line}
+    return (None, None) if row is None else (ReportRef(row[0], row[1]), row[2])
 
 
 def latest_complete_row(db: sqlite_utils.Database, store_id: str) -> tuple[ReportRef | None, list[str] | None]:

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 from conftest import POLL_HEADER, report_csv, write_csv, write_data
 from test_alerts import HOURS as ALERT_HOURS
@@ -27,7 +28,7 @@ from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import StoresTable
-from storemon.fleet import FleetRow
+from storemon.fleet import Fleet
 from storemon.generate import generate
 from storemon.runs import Refresh
 from storemon.service import Service, ServiceConfig
@@ -319,15 +320,19 @@ def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
 
 
 def test_a_large_stores_table_draws_the_lines_under_the_cursor():
-    rows = [FleetRow(f"store-{i:05d}", "America/Chicago", "Mon 10:00", i % 3 == 0, i % 5 != 0, 60.0 * i,
-                     f"{i % 24}.00", "", ) for i in range(50_000)]
+    n, as_of = 50_000, 1_700_000_000_000_000
+    i = np.arange(n)
+    fleet = Fleet(as_of, np.array([f"store-{k:05d}" for k in range(n)], dtype=object),
+                  np.full(n, "America/Chicago", dtype=object), np.full(n, "Mon 10:00", dtype=object), i % 3 == 0,
+                  i % 5 != 0, as_of - 60_000_000 * i, np.array([f"{k % 24}.00" for k in range(n)], dtype=object),
+                  np.full(n, "", dtype=object), None)
 
     async def scenario():
         app = OneWidgetApp(StoresTable())
         async with app.run_test(size=(120, 20)) as pilot:
             table = app.query_one(StoresTable)
             table.focus()
-            table.show(rows)
+            table.show(fleet)
             await pilot.pause()
             assert "store-00000" in screen_text(app) and "store-49999" not in screen_text(app)
             await pilot.press("end")

@@ -185,9 +185,9 @@ class StoremonApp(App):
             return
         table = tables.first()
         first_fill = table.row_count == 0
-        table.show(message.fleet.rows)
+        table.show(message.fleet)
         if message.fleet.as_of_us is not None:
-            self.announce_new_incidents({row.store_id for row in message.fleet.rows if row.offline_in_hours})
+            self.announce_new_incidents(message.fleet.down())
         self.update_status()
         if first_fill and table.row_count:
             self.load_detail(table.selected_store())

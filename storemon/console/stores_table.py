@@ -1,14 +1,16 @@
 """The stores table: every store, one line each, drawn a screen at a time; offline-during-hours stands out.
 
-The table is a `ScrollView` on Textual's line API: it holds the stores as a list and draws only the lines on the
-screen, so 140,000 stores cost what one screen costs. Showing new figures replaces the list, a filter or a sort
-reorders it; the cursor belongs to a store, not to a line number.
+The table is a `ScrollView` on Textual's line API: it holds the fleet's columns and an array of positions (the
+sort's order, less what the filter hides), and draws only the lines on the screen, so 140,000 stores cost what one
+screen costs. A sort or a filter is an array operation; the cursor belongs to a store, not to a line number.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+import pandas as pd
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -19,7 +21,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from storemon.fleet import FleetRow
+from storemon.fleet import Fleet
 
 COLUMNS = (
     ("store_id", "store id"), ("status", "status"), ("up_day", "up day h"), ("up_week", "up wk h"),
@@ -27,17 +29,38 @@ COLUMNS = (
 )
 WIDTHS = {"store_id": 36, "status": 8, "up_day": 8, "up_week": 8, "open": 6, "age": 9, "local": 9, "zone": 24}
 PADDING = 1  # spaces each side of a cell
-SORT_KEYS = {
-    "store_id": lambda r: r.store_id,
-    "zone": lambda r: (r.zone, r.store_id),
-    "local": lambda r: (r.local_time, r.store_id),
-    "open": lambda r: (not r.open_now, r.store_id),
-    "status": lambda r: (not r.offline_in_hours, r.last_active, r.store_id),
-    "age": lambda r: (-r.last_poll_age_s, r.store_id),
-    "up_day": lambda r: (float(r.uptime_day) if r.uptime_day else -1.0, r.store_id),
-    "up_week": lambda r: (float(r.uptime_week) if r.uptime_week else -1.0, r.store_id),
-}
 OFFLINE_STYLE = Style(bold=True, color="red")
+
+
+def _ranks(strings: np.ndarray) -> np.ndarray:
+    """Each string's rank among the distinct strings, in string order."""
+    return pd.factorize(strings, sort=True)[0]
+
+
+def _figure(strings: np.ndarray) -> np.ndarray:
+    """A report's figures as numbers; a store without one sorts before every figure."""
+    return pd.to_numeric(pd.Series(strings), errors="coerce").fillna(-1.0).to_numpy()
+
+
+# What each column sorts by, smaller first; ties keep the store id order.
+SORT_KEYS = {
+    "zone": lambda f: _ranks(f.zone),
+    "local": lambda f: _ranks(f.local_time),
+    "open": lambda f: (~f.open_now).astype(np.int64),
+    "status": lambda f: 2 * (~f.offline_in_hours).astype(np.int64) + f.last_active,  # down in hours, then inactive
+    "age": lambda f: f.last_poll_us,  # the oldest poll first
+    "up_day": lambda f: _figure(f.uptime_day),
+    "up_week": lambda f: _figure(f.uptime_week),
+}
+
+
+def sort_order(fleet: Fleet, column: str, reverse: bool) -> np.ndarray:
+    """The fleet's positions in `column`'s order (reversed: its reverse, ties still in store id order)."""
+    if column == "store_id":
+        positions = np.arange(len(fleet))
+        return positions[::-1] if reverse else positions
+    key = SORT_KEYS[column](fleet)
+    return np.argsort(-key if reverse else key, kind="stable")
 
 
 def format_age(seconds: float) -> str:
@@ -48,17 +71,18 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def cell_values(row: FleetRow) -> tuple[str, ...]:
-    """The text of each cell of one store's line."""
+def cell_values(fleet: Fleet, at: int) -> tuple[str, ...]:
+    """The text of each cell of the line of the store at position `at` of the fleet."""
+    age = (fleet.as_of_us - int(fleet.last_poll_us[at])) / 1e6 if fleet.as_of_us is not None else 0.0
     return (
-        row.store_id, "active" if row.last_active else "INACTIVE", row.uptime_day, row.uptime_week,
-        "open" if row.open_now else "closed", format_age(row.last_poll_age_s), row.local_time,
-        row.zone.removeprefix("America/"),
+        fleet.store_id[at], "active" if fleet.last_active[at] else "INACTIVE", fleet.uptime_day[at],
+        fleet.uptime_week[at], "open" if fleet.open_now[at] else "closed", format_age(age), fleet.local_time[at],
+        fleet.zone[at].removeprefix("America/"),
     )
 
 
 class StoresTable(ScrollView, can_focus=True):
-    """Every store; `show(rows)` replaces them, keeping the filter, the sort and the store under the cursor."""
+    """Every store; `show(fleet)` replaces them, keeping the filter, the sort and the store under the cursor."""
 
     DEFAULT_CSS = """
     StoresTable {
@@ -121,9 +145,11 @@ class StoresTable(ScrollView, can_focus=True):
         self.filter_text = ""
         self.sort_column = "store_id"
         self.sort_reverse = False
-        self._sorted: list[FleetRow] = []  # every store, in the sort's order
-        self._shown: list[FleetRow] = []  # those the filter lets through
-        self._index: dict[str, int] = {}  # store id -> line of _shown
+        self._fleet = Fleet.empty()
+        self._lower_ids: pd.Series | None = None  # the store ids in lower case, made at the first filter
+        self._sorted = np.zeros(0, dtype=np.int64)  # fleet positions in the sort's order
+        self._shown = self._sorted  # those the filter lets through: line -> fleet position
+        self._line_of = self._sorted  # fleet position -> line, -1 when filtered out
         self._highlighted: str | None = None
         self._width = sum(WIDTHS.values()) + 2 * PADDING * len(WIDTHS)
 
@@ -133,13 +159,12 @@ class StoresTable(ScrollView, can_focus=True):
     def row_count(self) -> int:
         return len(self._shown)
 
-    def show(self, rows: list[FleetRow]) -> None:
-        """Show `rows` (every store, sorted by id), in the current sort and filter."""
+    def show(self, fleet: Fleet) -> None:
+        """Show `fleet` in the current sort and filter."""
         selected = self.selected_store()
-        if self.sort_column == "store_id":
-            self._sorted = list(reversed(rows)) if self.sort_reverse else list(rows)
-        else:
-            self._sorted = sorted(rows, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
+        self._fleet = fleet
+        self._lower_ids = None
+        self._sorted = sort_order(fleet, self.sort_column, self.sort_reverse)
         self._apply(selected)
 
     def set_filter(self, text: str) -> None:
@@ -154,22 +179,37 @@ class StoresTable(ScrollView, can_focus=True):
         selected = self.selected_store()
         self.sort_reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column = column
-        self._sorted = sorted(self._sorted, key=SORT_KEYS[column], reverse=self.sort_reverse)
+        self._sorted = sort_order(self._fleet, column, self.sort_reverse)
         self._apply(selected)
 
     def _apply(self, selected: str | None) -> None:
         """Rebuild the shown lines from the sorted stores and the filter; the cursor stays on `selected`."""
-        needle = self.filter_text.lower()
-        self._shown = [r for r in self._sorted if needle in r.store_id.lower()] if needle else self._sorted
-        self._index = {row.store_id: i for i, row in enumerate(self._shown)}
+        if self.filter_text:
+            if self._lower_ids is None:
+                self._lower_ids = pd.Series(self._fleet.store_id, dtype=object).str.lower()
+            passes = self._lower_ids.str.contains(self.filter_text.lower(), regex=False).to_numpy(dtype=bool)
+            self._shown = self._sorted[passes[self._sorted]]
+        else:
+            self._shown = self._sorted
+        self._line_of = np.full(len(self._fleet), -1, dtype=np.int64)
+        self._line_of[self._shown] = np.arange(len(self._shown))
         self.virtual_size = Size(self._width, len(self._shown) + 1)
-        line = self._index.get(selected, 0) if selected is not None else 0
-        self.cursor_row = min(line, max(len(self._shown) - 1, 0))
+        line = self._line(selected)
+        self.cursor_row = min(line if line is not None else 0, max(len(self._shown) - 1, 0))
         self.refresh()
+
+    def _line(self, store_id: str | None) -> int | None:
+        """The line `store_id` is on, or None when it is not shown."""
+        if store_id is None:
+            return None
+        at = int(np.searchsorted(self._fleet.store_id, store_id))
+        if at == len(self._fleet) or self._fleet.store_id[at] != store_id or self._line_of[at] < 0:
+            return None
+        return int(self._line_of[at])
 
     def cells_at(self, line: int) -> tuple[str, ...]:
         """The text of each cell of the store on `line` (0 is the first store, below the header)."""
-        return cell_values(self._shown[line])
+        return cell_values(self._fleet, int(self._shown[line]))
 
     def header_labels(self) -> list[str]:
         """Each column's header: its name, with ▲ or ▼ on the sorted column."""
@@ -179,13 +219,13 @@ class StoresTable(ScrollView, can_focus=True):
     # The cursor.
 
     def selected_store(self) -> str | None:
-        if not self._shown:
+        if not len(self._shown):
             return None
-        return self._shown[min(self.cursor_row, len(self._shown) - 1)].store_id
+        return self._fleet.store_id[self._shown[min(self.cursor_row, len(self._shown) - 1)]]
 
     def select_store(self, store_id: str | None) -> bool:
         """Move the cursor to `store_id`'s line; False if it is not shown."""
-        line = self._index.get(store_id) if store_id is not None else None
+        line = self._line(store_id)
         if line is None:
             return False
         self.cursor_row = line
@@ -234,13 +274,13 @@ class StoresTable(ScrollView, can_focus=True):
         line = int(self.scroll_y) + y - 1
         if line >= len(self._shown):
             return Strip.blank(width, base)
-        row = self._shown[line]
+        at = int(self._shown[line])
         style = base + self.get_component_rich_style("stores-table--even-row") if line % 2 else base
-        if row.offline_in_hours:
+        if self._fleet.open_now[at] and not self._fleet.last_active[at]:
             style += OFFLINE_STYLE
         if line == self.cursor_row:
             style += self.get_component_rich_style("stores-table--cursor")
-        return self._strip(cell_values(row), style, width)
+        return self._strip(cell_values(self._fleet, at), style, width)
 
     def _strip(self, texts: list[str] | tuple[str, ...], style: Style, width: int) -> Strip:
         pad = " " * PADDING
