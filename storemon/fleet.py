@@ -8,7 +8,7 @@ per-store Python object would cost more than the whole query.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -34,10 +34,11 @@ class Fleet:
 
     store_id, zone and local_time hold strings (zone is `UNKNOWN_ZONE` when the store has none that is known);
     uptime_day and uptime_week hold the report's figures as it prints them, "" for a store it has no row for;
-    last_poll_us is each store's latest poll (UTC microseconds).
+    last_poll_us is each store's latest poll (UTC microseconds). data_version is the data's, when it was read.
     """
 
     as_of_us: int | None
+    data_version: int
     store_id: np.ndarray
     zone: np.ndarray
     local_time: np.ndarray
@@ -49,10 +50,10 @@ class Fleet:
     report: ReportRef | None
 
     @staticmethod
-    def empty(report: ReportRef | None = None) -> Fleet:
+    def empty(data_version: int = 0, report: ReportRef | None = None) -> Fleet:
         strings, flags = np.array([], dtype=object), np.zeros(0, dtype=bool)
-        return Fleet(None, strings, strings, strings, flags, flags, np.zeros(0, dtype=np.int64), strings, strings,
-                     report)
+        return Fleet(None, data_version, strings, strings, strings, flags, flags, np.zeros(0, dtype=np.int64),
+                     strings, strings, report)
 
     def __len__(self) -> int:
         return len(self.store_id)
@@ -71,40 +72,49 @@ class Fleet:
         return set(self.store_id[self.offline_in_hours].tolist())
 
 
-def load_fleet(db: sqlite_utils.Database) -> Fleet:
-    """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report."""
+def load_fleet(db: sqlite_utils.Database, previous: Fleet | None = None) -> Fleet:
+    """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report.
+
+    When the data has not changed since `previous` was loaded, only the report's figures are read again (what a
+    finished report changes): a report costs the fleet one CSV parse, not a reload of every store.
+    """
     with read_transaction(db):
+        version = data_state(db).data_version
+        report, report_csv = reports.latest_complete(db)
+        if previous is not None and previous.data_version == version:
+            if previous.report == report:
+                return previous
+            day, week = report_figures(previous.store_id, report_csv)
+            return replace(previous, report=report, uptime_day=day, uptime_week=week)
         last, zones, hours_rows = _latest_polls_and_hours(db)
         store_ids = pd.DataFrame(db.execute("SELECT id, store_id FROM stores").fetchall(), columns=["key", "store_id"])
-        report, report_csv = reports.latest_complete(db)
     if len(last) == 0:
-        return Fleet.empty(report)
+        return Fleet.empty(version, report)
     as_of = int(last.ts.max())
     frame = pd.DataFrame({"key": last.store, "last_poll_us": last.ts, "last_active": last.active,
                           "open_now": open_at(last.store, hours_rows, zones, as_of)})
-    frame = frame.merge(store_ids, on="key", how="left")
+    frame = frame.merge(store_ids, on="key", how="left").sort_values("store_id", ignore_index=True)
     named = frame["key"].map(zones).fillna("")
     shown = {name: name if lookup_zone(name) else UNKNOWN_ZONE for name in named.unique().tolist()}
-    frame["zone"] = named.map(shown)
-    clocks = {zone: local_time(as_of, zone_or_default(zone)) for zone in shown.values()}
-    frame["local_time"] = frame["zone"].map(clocks)
-    frame = frame.merge(_figures(report_csv), on="store_id", how="left").sort_values("store_id", ignore_index=True)
-    strings = {name: frame[name].fillna("").to_numpy(dtype=object)
-               for name in ("store_id", "zone", "local_time", "uptime_day", "uptime_week")}
-    return Fleet(as_of, strings["store_id"], strings["zone"], strings["local_time"],
+    zone = named.map(shown)
+    clocks = {name: local_time(as_of, zone_or_default(name)) for name in set(shown.values())}
+    store_id = frame["store_id"].to_numpy(dtype=object)
+    day, week = report_figures(store_id, report_csv)
+    return Fleet(as_of, version, store_id, zone.to_numpy(dtype=object), zone.map(clocks).to_numpy(dtype=object),
                  frame["open_now"].to_numpy(dtype=bool), frame["last_active"].to_numpy(dtype=bool),
-                 frame["last_poll_us"].to_numpy(dtype=np.int64), strings["uptime_day"], strings["uptime_week"], report)
+                 frame["last_poll_us"].to_numpy(dtype=np.int64), day, week, report)
 
 
-def _figures(report_csv: str | None) -> pd.DataFrame:
-    """Each store's uptime over the last day and week in the report, as the report prints them (strings)."""
-    columns = ["store_id", "uptime_day", "uptime_week"]
+def report_figures(store_id: np.ndarray, report_csv: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The uptime over the last day and the last week of each of `store_id` in a report's CSV, as the report
+    prints them; "" for a store the report has no row for."""
     if not report_csv:
-        return pd.DataFrame(columns=columns, dtype=object)
-    figures = pd.read_csv(io.StringIO(report_csv), usecols=[0, DAY_FIGURE, WEEK_FIGURE], dtype=str,
+        blank = np.full(len(store_id), "", dtype=object)
+        return blank, blank
+    figures = pd.read_csv(io.StringIO(report_csv), usecols=[0, DAY_FIGURE, WEEK_FIGURE], index_col=0, dtype=str,
                           keep_default_na=False)
-    figures.columns = columns
-    return figures.drop_duplicates("store_id", keep="last")
+    figures = figures[~figures.index.duplicated(keep="last")].reindex(store_id).fillna("")
+    return figures.iloc[:, 0].to_numpy(dtype=object), figures.iloc[:, 1].to_numpy(dtype=object)
 
 
 def _latest_polls_and_hours(db: sqlite_utils.Database) -> tuple[polls.Polls, dict[int, str], np.ndarray]:

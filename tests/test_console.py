@@ -322,7 +322,7 @@ def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
 def test_a_large_stores_table_draws_the_lines_under_the_cursor():
     n, as_of = 50_000, 1_700_000_000_000_000
     i = np.arange(n)
-    fleet = Fleet(as_of, np.array([f"store-{k:05d}" for k in range(n)], dtype=object),
+    fleet = Fleet(as_of, 1, np.array([f"store-{k:05d}" for k in range(n)], dtype=object),
                   np.full(n, "America/Chicago", dtype=object), np.full(n, "Mon 10:00", dtype=object), i % 3 == 0,
                   i % 5 != 0, as_of - 60_000_000 * i, np.array([f"{k % 24}.00" for k in range(n)], dtype=object),
                   np.full(n, "", dtype=object), None)

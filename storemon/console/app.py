@@ -27,7 +27,7 @@ from storemon.console.reports_table import ReportsTable
 from storemon.console.status_bar import StatusBar
 from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import COLUMNS, StoresTable
-from storemon.fleet import load_fleet, store_detail
+from storemon.fleet import Fleet, load_fleet, store_detail
 from storemon.parse import format_instant
 from storemon.reports import COMPLETE, QUEUED, RUNNING, ReportRef
 from storemon.service import Service
@@ -82,6 +82,7 @@ class StoremonApp(App):
         self._detail_timer: Timer | None = None
         self.down: set[str] | None = None
         self.report: ReportRef | None = None
+        self.fleet: Fleet | None = None  # the last one loaded: the next load reuses what has not changed
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -135,7 +136,7 @@ class StoremonApp(App):
 
     @work(thread=True, exclusive=True, group="fleet", exit_on_error=False)
     def load_fleet(self) -> None:
-        self.post_message(FleetLoaded(load_fleet(self.service.db())))
+        self.post_message(FleetLoaded(load_fleet(self.service.db(), self.fleet)))
 
     @work(thread=True, exclusive=True, group="incidents", exit_on_error=False)
     def load_incidents(self) -> None:
@@ -178,6 +179,7 @@ class StoremonApp(App):
         self._fleet_wanted = True
 
     def on_fleet_loaded(self, message: FleetLoaded) -> None:
+        self.fleet = message.fleet
         self.as_of = format_instant(message.fleet.as_of_us)
         self.report = message.fleet.report
         tables = self.query(StoresTable)
