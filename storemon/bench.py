@@ -22,6 +22,7 @@ from storemon.generate import generate
 BASE_STORES = 14_000
 CLUSTER_CLOSE_S = 120
 PRESS_WAIT_S = 5.0  # a key press not repainted by then counts as this long
+FILL_WAIT_S = 600.0  # the console's start is measured up to this long
 
 
 @dataclass
@@ -353,7 +354,7 @@ def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sampl
         async with app.run_test(size=(180, 50)) as pilot:
             table = app.timed_table = app.query_one(StoresTable)
             frames = app.frames
-            while time.perf_counter() - start < 120:
+            while time.perf_counter() - start < FILL_WAIT_S:
                 await asyncio.sleep(0.01)
                 if table.row_count:
                     break
@@ -391,7 +392,8 @@ def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sampl
 
     filled, rows, latencies, missed, reports = asyncio.run(scenario())
     target = "<= 2 s on the sample data" if label == "sample" else "usable within 5 s"
-    fill = Measure(f"[{label}] console: start to stores table shown ({rows} stores)", filled, 0.0, target)
+    late = f", not shown within {FILL_WAIT_S:.0f} s" if filled >= FILL_WAIT_S else ""
+    fill = Measure(f"[{label}] console: start to stores table shown ({rows} stores{late})", filled, 0.0, target)
     if not latencies:
         return [fill]
     p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
