@@ -99,6 +99,7 @@ class ReportJobs:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pool: multiprocessing.pool.Pool | None = None
+        self._pool_lock = threading.Lock()
         # The pool's resource tracker needs a real stderr to start: start it now, before a console captures it.
         resource_tracker.ensure_running()
         self._on_change = on_change
@@ -118,8 +119,6 @@ class ReportJobs:
             from storemon.cluster import connect
 
             self._client = connect(self.dask.address)
-        else:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.workers, _quiet_child, (log_file(),))
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"report-worker-{index}", daemon=True)
             thread.start()
@@ -130,8 +129,9 @@ class ReportJobs:
         self._stopping.set()
         for _ in self._threads:
             self._queue.put(None)
-        if self._pool is not None:
-            self._pool.terminate()
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.terminate()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -194,8 +194,8 @@ class ReportJobs:
             self._run_on_cluster(db, report_id, requested_as_of, interpolation, started)
             return
         try:
-            pending = self._pool.apply_async(compute_in_process,
-                                             (self.db_path, report_id, requested_as_of, interpolation))
+            pending = self._processes().apply_async(compute_in_process,
+                                                    (self.db_path, report_id, requested_as_of, interpolation))
         except ValueError:  # the pool was stopped meanwhile: leave the report for the next start
             reports.mark_queued(db, report_id)
             return
@@ -216,6 +216,16 @@ class ReportJobs:
             self._fail(db, report_id, f"{type(exc).__name__}: {exc}", started)
             return
         self._store(db, report_id, outcome, started)
+
+    def _processes(self) -> multiprocessing.pool.Pool:
+        """The pool of report processes, started by the first report, so that a service starts without waiting
+        for processes to import the engine (raises ValueError once the workers are stopping)."""
+        with self._pool_lock:
+            if self._stopping.is_set():
+                raise ValueError("the report workers are stopping")
+            if self._pool is None:
+                self._pool = multiprocessing.get_context("spawn").Pool(self.workers, _quiet_child, (log_file(),))
+            return self._pool
 
     def _run_on_cluster(self, db, report_id: str, requested_as_of: str | None, interpolation: str,
                         started: float) -> None:
