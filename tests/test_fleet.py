@@ -3,6 +3,7 @@ complete report, checked against values worked out by hand from SPEC."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import POLL_HEADER, ingest_dir, write_csv, write_data
 
 from storemon import reports
@@ -12,8 +13,9 @@ from storemon.fleet import load_fleet
 from storemon.parse import parse_instant
 
 
-def write_fleet(data_dir, db_path) -> None:
-    """Three stores with polls and one without, ingested."""
+@pytest.fixture
+def fleet_db(data_dir, db_path):
+    """A database of three stores with polls and one without, open."""
     # The newest poll is Wed 2023-01-25 12:00 UTC. "NA" last polled the day before (its latest poll is in an older
     # partition than the others'); "ghost" has hours but no polls, so it is not in the fleet.
     write_data(
@@ -25,6 +27,9 @@ def write_fleet(data_dir, db_path) -> None:
         zones=[("a,b", "America/New_York"), ("007", "Mars/Olympus"), ("NA", "UTC")],
     )
     assert ingest_dir(data_dir, db_path).ok
+    db = open_db(db_path)
+    yield db
+    db.close()
 
 
 def store_report(db, report_id: str, rows: str) -> None:
@@ -33,14 +38,9 @@ def store_report(db, report_id: str, rows: str) -> None:
     reports.complete(db, report_id, "2023-01-25T12:00:00.000Z", 1, rows.count("\n"), f"{HEADER}\n{rows}")
 
 
-def test_the_fleet_at_the_latest_poll_with_the_latest_reports_figures(data_dir, db_path):
-    write_fleet(data_dir, db_path)
-    db = open_db(db_path)
-    try:
-        store_report(db, "r1", '"a,b",60.00,5.50,30.25,0.00,0.00,0.00\nNA,0.00,1.00,2.00,0.00,0.00,0.00\n')
-        fleet = load_fleet(db)
-    finally:
-        db.close()
+def test_the_fleet_at_the_latest_poll_with_the_latest_reports_figures(fleet_db):
+    store_report(fleet_db, "r1", '"a,b",60.00,5.50,30.25,0.00,0.00,0.00\nNA,0.00,1.00,2.00,0.00,0.00,0.00\n')
+    fleet = load_fleet(fleet_db)
 
     assert fleet.as_of_us == parse_instant("2023-01-25 12:00:00 UTC")
     assert fleet.report == reports.ReportRef("r1", "2023-01-25T12:00:00.000Z")
@@ -65,24 +65,19 @@ def test_an_empty_database_is_an_empty_fleet(db_path):
     assert len(fleet) == 0 and fleet.as_of_us is None and fleet.report is None and fleet.down() == set()
 
 
-def test_a_new_report_changes_only_the_figures_and_new_data_the_rest(data_dir, db_path):
-    write_fleet(data_dir, db_path)
-    db = open_db(db_path)
-    try:
-        store_report(db, "r1", "NA,0.00,1.00,2.00,0.00,0.00,0.00\n")
-        first = load_fleet(db)
-        store_report(db, "r2", "007,0.00,3.00,4.00,0.00,0.00,0.00\nNA,0.00,0.50,0.75,0.00,0.00,0.00\n")
-        second = load_fleet(db, first)
-        assert second.report.id == "r2"
-        assert second.uptime_day.tolist() == ["3.00", "0.50", ""]
-        assert second.uptime_week.tolist() == ["4.00", "0.75", ""]
-        assert second.last_active.tolist() == first.last_active.tolist() and second.as_of_us == first.as_of_us
+def test_a_new_report_changes_only_the_figures_and_new_data_the_rest(fleet_db, data_dir, db_path):
+    store_report(fleet_db, "r1", "NA,0.00,1.00,2.00,0.00,0.00,0.00\n")
+    first = load_fleet(fleet_db)
+    store_report(fleet_db, "r2", "007,0.00,3.00,4.00,0.00,0.00,0.00\nNA,0.00,0.50,0.75,0.00,0.00,0.00\n")
+    second = load_fleet(fleet_db, first)
+    assert second.report.id == "r2"
+    assert second.uptime_day.tolist() == ["3.00", "0.50", ""]
+    assert second.uptime_week.tolist() == ["4.00", "0.75", ""]
+    assert second.last_active.tolist() == first.last_active.tolist() and second.as_of_us == first.as_of_us
 
-        write_csv(data_dir / "store_status_2.csv", POLL_HEADER, [("007", "2023-01-25 12:30:00 UTC", "active")])
-        assert ingest_dir(data_dir, db_path).ok
-        third = load_fleet(db, second)
-    finally:
-        db.close()
+    write_csv(data_dir / "store_status_2.csv", POLL_HEADER, [("007", "2023-01-25 12:30:00 UTC", "active")])
+    assert ingest_dir(data_dir, db_path).ok
+    third = load_fleet(fleet_db, second)
     assert third.as_of_us == parse_instant("2023-01-25 12:30:00 UTC")
     assert third.last_active.tolist() == [True, True, True] and third.down() == set()
     assert third.last_poll_age_s.tolist() == [0.0, 26.5 * 3600, 3600.0]
