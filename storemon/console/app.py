@@ -29,7 +29,7 @@ from storemon.console.store_detail import StoreDetailPane
 from storemon.console.stores_table import COLUMNS, StoresTable
 from storemon.fleet import Fleet, load_fleet, store_detail
 from storemon.parse import format_instant
-from storemon.reports import COMPLETE, QUEUED, RUNNING, ReportRef
+from storemon.reports import COMPLETE, QUEUED, RUNNING
 from storemon.service import Service
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,12 @@ class StoremonApp(App):
         self.log_path = log_path
         self.start_service = start_service
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.as_of: str | None = None
         self._fleet_wanted = False
         self._reports_wanted = False
         self._detail_for: str | None = None
         self._unmounted = False
         self._detail_timer: Timer | None = None
         self.down: set[str] | None = None
-        self.report: ReportRef | None = None
         self.fleet: Fleet | None = None  # the last one loaded: the next load reuses what has not changed
 
     def compose(self) -> ComposeResult:
@@ -180,8 +178,6 @@ class StoremonApp(App):
 
     def on_fleet_loaded(self, message: FleetLoaded) -> None:
         self.fleet = message.fleet
-        self.as_of = format_instant(message.fleet.as_of_us)
-        self.report = message.fleet.report
         tables = self.query(StoresTable)
         if not tables:  # the app is closing and its widgets are gone
             return
@@ -281,9 +277,11 @@ class StoremonApp(App):
             return
         refresh = self.service.last_refresh()
         api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
-        self.query_one(StatusBar).show(as_of=self.as_of, refresh=refresh, next_refresh=self.service.refresher.next_run,
-                                       api=api, down=None if self.down is None else len(self.down),
-                                       report=self.report, progress=self.service.refresher.progress)
+        fleet = self.fleet
+        self.query_one(StatusBar).show(as_of=format_instant(fleet.as_of_us) if fleet else None, refresh=refresh,
+                                       next_refresh=self.service.refresher.next_run, api=api,
+                                       down=None if self.down is None else len(self.down),
+                                       report=fleet.report if fleet else None, progress=self.service.refresher.progress)
 
     def update_reports(self) -> None:
         table = self.query_one(ReportsTable)

@@ -71,13 +71,13 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def cell_values(fleet: Fleet, at: int) -> tuple[str, ...]:
-    """The text of each cell of the line of the store at position `at` of the fleet."""
-    age = (fleet.as_of_us - int(fleet.last_poll_us[at])) / 1e6 if fleet.as_of_us is not None else 0.0
+def cell_values(fleet: Fleet, age_s: np.ndarray, at: int) -> tuple[str, ...]:
+    """The text of each cell of the line of the store at position `at` of the fleet (`age_s`: the fleet's
+    last_poll_age_s)."""
     return (
         fleet.store_id[at], "active" if fleet.last_active[at] else "INACTIVE", fleet.uptime_day[at],
-        fleet.uptime_week[at], "open" if fleet.open_now[at] else "closed", format_age(age), fleet.local_time[at],
-        fleet.zone[at].removeprefix("America/"),
+        fleet.uptime_week[at], "open" if fleet.open_now[at] else "closed", format_age(float(age_s[at])),
+        fleet.local_time[at], fleet.zone[at].removeprefix("America/"),
     )
 
 
@@ -146,6 +146,8 @@ class StoresTable(ScrollView, can_focus=True):
         self.sort_column = "store_id"
         self.sort_reverse = False
         self._fleet = Fleet.empty()
+        self._age_s = self._fleet.last_poll_age_s  # the fleet's, worked out once per fleet
+        self._offline = self._fleet.offline_in_hours
         self._lower_ids: pd.Series | None = None  # the store ids in lower case, made at the first filter
         self._sorted = np.zeros(0, dtype=np.int64)  # fleet positions in the sort's order
         self._shown = self._sorted  # those the filter lets through: line -> fleet position
@@ -163,6 +165,7 @@ class StoresTable(ScrollView, can_focus=True):
         """Show `fleet` in the current sort and filter."""
         selected = self.selected_store()
         self._fleet = fleet
+        self._age_s, self._offline = fleet.last_poll_age_s, fleet.offline_in_hours
         self._lower_ids = None
         self._sorted = sort_order(fleet, self.sort_column, self.sort_reverse)
         self._apply(selected)
@@ -209,7 +212,7 @@ class StoresTable(ScrollView, can_focus=True):
 
     def cells_at(self, line: int) -> tuple[str, ...]:
         """The text of each cell of the store on `line` (0 is the first store, below the header)."""
-        return cell_values(self._fleet, int(self._shown[line]))
+        return cell_values(self._fleet, self._age_s, int(self._shown[line]))
 
     def header_labels(self) -> list[str]:
         """Each column's header: its name, with ▲ or ▼ on the sorted column."""
@@ -276,11 +279,11 @@ class StoresTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         at = int(self._shown[line])
         style = base + self.get_component_rich_style("stores-table--even-row") if line % 2 else base
-        if self._fleet.open_now[at] and not self._fleet.last_active[at]:
+        if self._offline[at]:
             style += OFFLINE_STYLE
         if line == self.cursor_row:
             style += self.get_component_rich_style("stores-table--cursor")
-        return self._strip(cell_values(self._fleet, at), style, width)
+        return self._strip(cell_values(self._fleet, self._age_s, at), style, width)
 
     def _strip(self, texts: list[str] | tuple[str, ...], style: Style, width: int) -> Strip:
         pad = " " * PADDING
