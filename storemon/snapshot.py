@@ -21,7 +21,7 @@ from storemon.parse import format_instant
 
 WEEK_US = 7 * US_PER_DAY
 BATCH_STORES = 8192
-FETCH_ROWS = 65_536  # rows fetched from SQLite at a time when a table is read whole
+FETCH_ROWS = 65_536  # business-hours rows fetched from SQLite at a time
 
 
 class BeforeRetainedData(ValueError):
@@ -87,7 +87,7 @@ def hours_and_zones(db: sqlite_utils.Database, key_lo: int = -(2**62), key_hi: i
     cursor = db.execute("SELECT store, day, start_us, end_us FROM business_hours WHERE store BETWEEN ? AND ?",
                         [key_lo, key_hi])
     parts = [np.zeros(0, dtype=np.int64)]
-    while rows := cursor.fetchmany(FETCH_ROWS):  # a block at a time: 1.3M rows as tuples would take 250 MB
+    while rows := cursor.fetchmany(FETCH_ROWS):  # a block at a time: 1.29M rows fetched whole peaked 185 MB higher
         parts.append(np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=4 * len(rows)))
     hours = np.concatenate(parts).reshape(-1, 4)
     zones = dict(db.execute("SELECT store, timezone_str FROM zones WHERE store BETWEEN ? AND ?",
