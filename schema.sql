@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS zones (
     timezone_str TEXT NOT NULL
 );
 
+-- Each polled store's state at the data's latest instant: its latest poll and status, and whether its business hours
+-- have it open then (1). Worked out again by every ingest that changes the data (storemon/state.py).
+CREATE TABLE IF NOT EXISTS store_state (
+    store INTEGER PRIMARY KEY REFERENCES stores(id),
+    last_poll_us INTEGER NOT NULL,
+    last_active INTEGER NOT NULL,
+    open_now INTEGER NOT NULL
+);
+
 -- What was read of each source file, so that an unchanged file is skipped and a grown one read from its end.
 CREATE TABLE IF NOT EXISTS source_files (
     name TEXT PRIMARY KEY,

@@ -15,7 +15,7 @@ import numpy as np
 import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaError(Exception):
@@ -68,6 +68,8 @@ def _upgrade(db: sqlite_utils.Database) -> None:
         _apply_schema(db)
         if legacy:
             _from_poll_series(db)
+        if version is not None or legacy:
+            _record_state(db)
         set_meta(db, "schema_version", SCHEMA_VERSION)
 
 
@@ -120,6 +122,14 @@ def _from_poll_series(db: sqlite_utils.Database) -> None:
     stores, count = polls.counts(db)
     set_meta(db, "poll_count", count)
     set_meta(db, "polled_stores", stores)
+
+
+def _record_state(db: sqlite_utils.Database) -> None:
+    """Version 4 keeps each store's state at the data's latest instant: work it out for the data already stored."""
+    from storemon import state
+    from storemon.snapshot import hours_and_zones
+
+    state.record(db, *hours_and_zones(db))
 
 
 class read_transaction:  # noqa: N801 - used as a context manager, like a function

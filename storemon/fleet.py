@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import sqlite_utils
 
-from storemon import hours, polls, reports
+from storemon import hours, polls, reports, state
 from storemon.db import read_transaction
 from storemon.engine import WINDOWS_US, StatusIntegral
 from storemon.reports import ReportRef
-from storemon.snapshot import data_state, hours_and_zones
+from storemon.snapshot import data_state
 from storemon.zones import DEFAULT_ZONE, lookup_zone, zone_or_default
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -75,8 +75,9 @@ class Fleet:
 def load_fleet(db: sqlite_utils.Database, previous: Fleet | None = None) -> Fleet:
     """Every store with polls: zone, local time, open now, last status and its age, uptime from the last report.
 
-    When the data has not changed since `previous` was loaded, only the report's figures are read again (what a
-    finished report changes): a report costs the fleet one CSV parse, not a reload of every store.
+    The state is the one the last ingest stored (storemon/state.py). When the data has not changed since
+    `previous` was loaded, only the report's figures are read again (what a finished report changes): a report
+    costs the fleet one CSV parse, not a reload of every store.
     """
     with read_transaction(db):
         version = data_state(db).data_version
@@ -86,17 +87,12 @@ def load_fleet(db: sqlite_utils.Database, previous: Fleet | None = None) -> Flee
                 return previous
             day, week = report_figures(previous.store_id, report_csv)
             return replace(previous, report=report, uptime_day=day, uptime_week=week)
-        last, zones, hours_rows = _latest_polls_and_hours(db)
-        store_ids = pd.DataFrame(db.execute("SELECT id, store_id FROM stores").fetchall(), columns=["key", "store_id"])
-    if len(last) == 0:
+        frame = state.read(db)
+    if frame.empty:
         return Fleet.empty(version, report)
-    as_of = int(last.ts.max())
-    frame = pd.DataFrame({"key": last.store, "last_poll_us": last.ts, "last_active": last.active,
-                          "open_now": open_at(last.store, hours_rows, zones, as_of)})
-    frame = frame.merge(store_ids, on="key", how="left").sort_values("store_id", ignore_index=True)
-    named = frame["key"].map(zones).fillna("")
-    shown = {name: name if lookup_zone(name) else UNKNOWN_ZONE for name in named.unique().tolist()}
-    zone = named.map(shown)
+    as_of = int(frame["last_poll_us"].max())
+    shown = {name: name if lookup_zone(name) else UNKNOWN_ZONE for name in frame["zone"].unique().tolist()}
+    zone = frame["zone"].map(shown)
     clocks = {name: local_time(as_of, zone_or_default(name)) for name in set(shown.values())}
     store_id = frame["store_id"].to_numpy(dtype=object)
     day, week = report_figures(store_id, report_csv)
@@ -115,45 +111,6 @@ def report_figures(store_id: np.ndarray, report_csv: str | None) -> tuple[np.nda
                           keep_default_na=False)
     figures = figures[~figures.index.duplicated(keep="last")].reindex(store_id).fillna("")
     return figures.iloc[:, 0].to_numpy(dtype=object), figures.iloc[:, 1].to_numpy(dtype=object)
-
-
-def _latest_polls_and_hours(db: sqlite_utils.Database) -> tuple[polls.Polls, dict[int, str], np.ndarray]:
-    """Every store's latest poll, its zone, and the business hours as (store, day, start_us, end_us) rows (call
-    inside a read transaction)."""
-    hours_rows, zones = hours_and_zones(db)
-    return polls.latest(db), zones, hours_rows
-
-
-def open_at(keys: np.ndarray, hours_rows: np.ndarray, zones: dict[int, str], instant_us: int) -> np.ndarray:
-    """Whether each store of `keys` is open at `instant_us` (SPEC section 3); `hours_rows` is (store, day,
-    start_us, end_us)."""
-    open_store, begin, end = hours.open_intervals(
-        keys, hours_rows[:, 0], hours_rows[:, 1], hours_rows[:, 2], hours_rows[:, 3], zones, instant_us,
-        instant_us + 1,
-    )
-    return np.isin(keys, open_store[(begin <= instant_us) & (instant_us < end)])
-
-
-@dataclass(frozen=True)
-class FleetNow:
-    """How many stores there are, are open, and are down (open, latest poll inactive) at the data's latest
-    instant, which is `latest_us`."""
-
-    stores: int
-    open: int
-    down: int
-    latest_us: int | None
-
-
-def fleet_now(db: sqlite_utils.Database) -> FleetNow:
-    """The fleet's counts at the data's latest instant (what the metrics and the console header show)."""
-    with read_transaction(db):
-        last, zones, hours_rows = _latest_polls_and_hours(db)
-    if len(last) == 0:
-        return FleetNow(0, 0, 0, None)
-    as_of = int(last.ts.max())
-    open_now = open_at(last.store, hours_rows, zones, as_of)
-    return FleetNow(len(last), int(open_now.sum()), int((open_now & ~last.active).sum()), as_of)
 
 
 def local_time(micros: int, zone) -> str:

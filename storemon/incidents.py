@@ -16,7 +16,7 @@ import sqlite_utils
 
 from storemon import hours, polls
 from storemon.db import get_meta
-from storemon.snapshot import batches, hours_and_zones
+from storemon.snapshot import batches
 
 NEVER = 2**62
 
@@ -92,9 +92,10 @@ def compute(found: polls.Polls, hours_rows: np.ndarray, zones: dict[int, str], s
     return Incidents(out_store[kept][order], begin[kept][order], end[kept][order])
 
 
-def refresh(db: sqlite_utils.Database, new_since: tuple[np.ndarray, np.ndarray] | None,
-            previous_latest: int | None) -> int:
-    """Bring the `incidents` table up to date after a write (inside the caller's transaction).
+def refresh(db: sqlite_utils.Database, hours_rows: np.ndarray, zones: dict[int, str],
+            new_since: tuple[np.ndarray, np.ndarray] | None, previous_latest: int | None) -> int:
+    """Bring the `incidents` table up to date after a write (inside the caller's transaction), with the business
+    hours as (store, day, start_us, end_us) rows and the zones the database now holds.
 
     `new_since` is (store keys, earliest new poll of each) for the stores with new polls; None means everything may
     have changed (business hours or zones replaced): every store is recomputed over the retained data. Returns the
@@ -120,7 +121,6 @@ def refresh(db: sqlite_utils.Database, new_since: tuple[np.ndarray, np.ndarray] 
         since[at] = np.minimum(since[at], earliest)
         carry = _delete_after(db, stores, since)
         first_day = int(polls.day_of(int(since.min())))
-    hours_rows, zones = hours_and_zones(db)
     parts = []
     for key_lo, key_hi in batches(db):
         chosen = (stores >= key_lo) & (stores <= key_hi)

@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlite_utils
 
-from storemon import incidents, parse, polls, runs, sources
+from storemon import incidents, parse, polls, runs, sources, state
 from storemon.db import get_meta, now_iso, set_meta, write_transaction
 from storemon.parse import US_PER_DAY
+from storemon.snapshot import hours_and_zones
 from storemon.sources import HOURS, POLLS, ZONES, Chunk, SourceError
 from storemon.zones import DEFAULT_ZONE, lookup_zone
 
@@ -486,13 +487,15 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
         set_meta(db, "poll_count", int(get_meta(db, "poll_count", 0) or 0) + added)
         set_meta(db, "polled_stores", db.execute("SELECT COUNT(DISTINCT store) FROM poll_days").fetchone()[0])
     prune(db, retain_days)
+    hours_rows, zone_names = hours_and_zones(db)
     if loaded.hours is not None or loaded.zones is not None or previous_latest is None:
-        incidents.refresh(db, None, None)
+        incidents.refresh(db, hours_rows, zone_names, None, None)
     elif earliest_keys:
         keys, ts = np.concatenate(earliest_keys), np.concatenate(earliest_ts)
         order = np.lexsort((ts, keys))
         first = np.concatenate([[True], keys[order][1:] != keys[order][:-1]])
-        incidents.refresh(db, (keys[order][first], ts[order][first]), int(previous_latest))
+        incidents.refresh(db, hours_rows, zone_names, (keys[order][first], ts[order][first]), int(previous_latest))
+    state.record(db, hours_rows, zone_names)
     version = int(get_meta(db, "data_version", 0) or 0) + 1
     set_meta(db, "data_version", version)
     return version

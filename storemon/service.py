@@ -18,7 +18,6 @@ from storemon.alerts import DEFAULT_ALERT_AFTER_MINUTES, Alert, Notifier
 from storemon.api import DEFAULT_TRIGGERS_PER_MINUTE, build_app
 from storemon.background import tell
 from storemon.db import BUSY_TIMEOUT_S, get_meta, open_db
-from storemon.fleet import FleetNow, fleet_now
 from storemon.ingest import DEFAULT_RETAIN_DAYS
 from storemon.jobs import DEFAULT_KEEP_REPORTS, DEFAULT_WORKERS, DaskTarget, ReportJobs
 from storemon.metrics import Metrics
@@ -26,6 +25,7 @@ from storemon.parse import format_instant
 from storemon.refresh import DEFAULT_INTERVAL_S, Refresher
 from storemon.runs import Refresh
 from storemon.server import DEFAULT_API_THREADS, DEFAULT_HOST, DEFAULT_PORT, ApiServer, PortUnavailable
+from storemon.state import FleetNow, fleet_now
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ class Service:
         self.app = build_app(self, config.triggers_per_minute)
         self.server = ApiServer(self.metrics.count_requests(self.app), config.host, config.port,
                                 config.api_threads)
-        self._fleet_now: tuple[int, FleetNow] | None = None
         self.api_error: str | None = None
         self.started = False
 
@@ -173,13 +172,8 @@ class Service:
         return incidents.listing(self.db(), store_id, since_us, ongoing, limit)
 
     def fleet_now(self) -> FleetNow:
-        """Stores, open and down at the data's latest instant (read again only when the data version changed)."""
-        db = self.db()
-        version = int(get_meta(db, "data_version", 0) or 0)
-        cached = self._fleet_now
-        if cached is None or cached[0] != version:
-            cached = self._fleet_now = (version, fleet_now(db))
-        return cached[1]
+        """Stores, open and down at the data's latest instant, as the last ingest stored them."""
+        return fleet_now(self.db())
 
     def metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.exposition()

@@ -4,7 +4,7 @@ complete report, checked against values worked out by hand from SPEC."""
 from __future__ import annotations
 
 import pytest
-from conftest import POLL_HEADER, ingest_dir, write_csv, write_data
+from conftest import HOURS_HEADER, POLL_HEADER, ZONE_HEADER, ingest_dir, write_csv, write_data
 
 from storemon import reports
 from storemon.db import open_db
@@ -82,3 +82,22 @@ def test_a_new_report_changes_only_the_figures_and_new_data_the_rest(fleet_db, d
     assert third.last_active.tolist() == [True, True, True] and third.down() == set()
     assert third.last_poll_age_s.tolist() == [0.0, 26.5 * 3600, 3600.0]
     assert third.report.id == "r2" and third.uptime_day.tolist() == ["3.00", "0.50", ""]
+
+
+def test_new_hours_or_zones_alone_change_who_is_open(fleet_db, data_dir, db_path):
+    first = load_fleet(fleet_db)
+    assert first.open_now.tolist() == [True, True, False]
+    # a,b now opens at 07:00 New York time, which Wed 12:00 UTC is: open.
+    write_csv(data_dir / "menu_hours.csv", HOURS_HEADER, [("a,b", 2, "07:00:00", "17:00:00"),
+                                                          ("NA", 2, "11:00:00", "13:00:00")])
+    assert ingest_dir(data_dir, db_path).ok
+    second = load_fleet(fleet_db, first)
+    assert second.open_now.tolist() == [True, True, True] and second.as_of_us == first.as_of_us
+    # NA's 11:00-13:00 is now New York time, and 12:00 UTC is 07:00 there: closed.
+    write_csv(data_dir / "timezones.csv", ZONE_HEADER, [("a,b", "America/New_York"), ("007", "Mars/Olympus"),
+                                                        ("NA", "America/New_York")])
+    assert ingest_dir(data_dir, db_path).ok
+    third = load_fleet(fleet_db, second)
+    assert third.open_now.tolist() == [True, False, True]
+    assert third.zone.tolist() == ["America/Chicago*", "America/New_York", "America/New_York"]
+    assert third.local_time.tolist() == ["Wed 06:00", "Wed 07:00", "Wed 07:00"]

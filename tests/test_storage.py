@@ -239,10 +239,29 @@ def test_a_version_2_database_gets_the_alerts_table_of_version_3(tmp_path):
     db.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
     db.close()
     db = open_db(tmp_path / "v2.db")
-    assert get_meta(db, "schema_version") == SCHEMA_VERSION == 3
+    assert get_meta(db, "schema_version") == SCHEMA_VERSION
     assert set(db["alerts"].columns_dict) == {"store", "start", "target", "sent"}
     assert "incidents_ongoing" in [index.name for index in db["incidents"].indexes]
     db.close()
+
+
+def test_a_version_3_database_gets_each_stores_state_worked_out(tmp_path):
+    write_data(tmp_path / "data", polls=[("a", "2023-01-25 11:00:00 UTC", "inactive"),
+                                         ("b", "2023-01-25 12:00:00 UTC", "active")],
+               hours=[("a", 2, "05:00:00", "07:00:00"), ("b", 2, "13:00:00", "14:00:00")])
+    ingest_dir(tmp_path / "data", tmp_path / "v3.db")
+    db = open_db(tmp_path / "v3.db")
+    db.execute("DROP TABLE store_state")
+    db.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+    db.close()
+    db = open_db(tmp_path / "v3.db")
+    assert get_meta(db, "schema_version") == SCHEMA_VERSION == 4
+    # The newest poll, Wed 12:00 UTC, is 06:00 in Chicago (no zone given): a (05:00-07:00) is open, b is not.
+    rows = db.execute("SELECT s.store_id, t.last_poll_us, t.last_active, t.open_now FROM store_state t "
+                      "JOIN stores s ON s.id = t.store ORDER BY s.store_id").fetchall()
+    db.close()
+    assert rows == [("a", parse_instant("2023-01-25 11:00:00 UTC"), 0, 1),
+                    ("b", parse_instant("2023-01-25 12:00:00 UTC"), 1, 0)]
 
 
 def test_a_database_from_a_newer_storemon_is_refused_in_one_line(tmp_path):
