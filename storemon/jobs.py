@@ -41,6 +41,9 @@ PROGRESS_POLL_S = 0.2
 PROGRESS_BUSY_S = 1.0
 DEFAULT_KEEP_REPORTS = 1000
 DEFAULT_WORKERS = 2
+# Report processes run at this much lower CPU priority than the service: on a machine whose cores they fill, the
+# console's key presses and the API's answers come first, and a report takes the time left.
+REPORT_NICENESS = 10
 
 
 class BadParameter(ValueError):
@@ -294,8 +297,9 @@ def log_file() -> str | None:
 
 
 def _quiet_child(log_path: str | None) -> None:
-    """In a pool process: ignore Ctrl-C (the service stops its pool), and send its output and log to the service's
-    log file, never to the terminal."""
+    """In a pool process: yield the CPU to the service (REPORT_NICENESS), ignore Ctrl-C (the service stops its
+    pool), and send its output and log to the service's log file, never to the terminal."""
+    os.nice(REPORT_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.dup2(target, 1)

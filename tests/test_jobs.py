@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import HANG_GUARD_S, write_data
@@ -13,7 +15,7 @@ from storemon.db import open_db
 from storemon.engine import ReportCancelled, compute_report
 from storemon.generate import generate
 from storemon.ingest import ingest
-from storemon.jobs import compute_in_process
+from storemon.jobs import REPORT_NICENESS, compute_in_process
 from storemon.polls import store_key_range
 from storemon.service import Service, ServiceConfig
 from storemon.snapshot import data_state, load_snapshot
@@ -48,6 +50,37 @@ def test_bad_interpolation_is_refused(data_dir, db_path):
     write_data(data_dir, polls=[("S", "2023-01-23 10:00:00", "active")])
     with pytest.raises(ValueError, match="interpolation"):
         compute_report(loaded_snapshot(data_dir, db_path), interpolation="linear")
+
+
+def report_process_niceness() -> list[int]:
+    """The niceness of each process this one spawned with multiprocessing (the report pool's), read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat, cmdline = (entry / "stat").read_text(), (entry / "cmdline").read_bytes()
+        except (OSError, NotADirectoryError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # from the state, the stat file's third field, on
+        if int(fields[1]) == os.getpid() and b"spawn_main" in cmdline:
+            found.append(int(fields[16]))
+    return found
+
+
+def test_report_processes_run_at_a_lower_priority_than_the_service(data_dir, tmp_path):
+    write_data(data_dir, polls=[("S", "2023-01-23 10:00:00", "active")])
+    service = Service(ServiceConfig(data_dir, tmp_path / "nice.db", port=0, workers=2))
+    service.start()
+    try:
+        assert service.refresher.first_done.wait(HANG_GUARD_S)
+        report_id = service.trigger_report()
+        deadline = time.monotonic() + HANG_GUARD_S
+        while service.report_status(report_id)["status"] != "Complete" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.report_status(report_id)["status"] == "Complete"
+        # the pool's processes live on until the service stops: the console and the API come first on the CPU
+        assert report_process_niceness() == [min(os.nice(0) + REPORT_NICENESS, 19)] * 2
+    finally:
+        service.stop()
 
 
 def test_a_report_running_at_stop_is_left_queued_and_completes_at_the_next_start(tmp_path):
