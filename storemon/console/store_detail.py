@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
@@ -38,11 +39,20 @@ class StoreDetailPane(Static):
     }
     """
 
+    lines = 0  # how many lines the pane's text takes at its width
+
     def show(self, detail: StoreDetail | None) -> None:
         """Show `detail` (None: no store selected)."""
-        if detail is None:
-            self.update("Select a store.")
-            return
+        text = Text("Select a store.") if detail is None else self.describe(detail)
+        width = max(self.content_size.width, 1)
+        lines = sum(max(1, -(-cell_len(line) // width)) for line in text.plain.split("\n"))
+        # The next store's detail mostly takes as many lines: then the pane is repainted, and the screen not laid out.
+        self.update(text, layout=lines != self.lines)
+        self.lines = lines
+
+    @staticmethod
+    def describe(detail: StoreDetail) -> Text:
+        """The pane's text for one store."""
         text = Text()
         text.append(detail.store_id + "\n", style="bold")
         text.append(f"zone {detail.zone}\n\n")
@@ -66,4 +76,4 @@ class StoreDetailPane(Static):
         else:
             for name, value in zip(FIGURE_NAMES, detail.figures):
                 text.append(f"  {name:26} {value:>8}\n")
-        self.update(text)
+        return text

@@ -237,13 +237,17 @@ class StoresTable(ScrollView, can_focus=True):
     def validate_cursor_row(self, line: int) -> int:
         return max(0, min(line, len(self._shown) - 1))
 
-    def watch_cursor_row(self, line: int) -> None:
+    def watch_cursor_row(self, previous: int, line: int) -> None:
         visible = max(self.scrollable_content_region.height - 1, 1)
         if line < self.scroll_y:
             self.scroll_to(y=line, animate=False, immediate=True)
+            self.refresh()
         elif line >= self.scroll_y + visible:
             self.scroll_to(y=line - visible + 1, animate=False, immediate=True)
-        self.refresh()
+            self.refresh()
+        else:  # only the two lines the cursor left and reached are drawn again (the header is line 0)
+            self.refresh_line(previous + 1)
+            self.refresh_line(line + 1)
         store_id = self.selected_store()
         if store_id is not None and store_id != self._highlighted:
             self._highlighted = store_id
