@@ -27,8 +27,6 @@ class StatusBar(Static):
     }
     """
 
-    shown: Text | None = None
-
     def show(self, *, as_of: str | None, refresh: Refresh | None, next_refresh: str | None, api: str,
              down: int | None = None, report: ReportRef | None = None,
              progress: tuple[str, int, int] | None = None) -> None:
@@ -66,6 +64,5 @@ class StatusBar(Static):
             text.append(f"report {report.id[:8]} as of {short_time(report.as_of)} UTC")
             if as_of and report.as_of != as_of:
                 text.append(" (older than the data)", style="bold yellow")
-        if text != self.shown:  # the console asks every second: an unchanged header costs no repaint
-            self.shown = text
+        if text != self.content:  # the console asks every second: an unchanged header costs no repaint
             self.update(text, layout=False)  # its height is fixed: no layout of the screen

@@ -39,16 +39,17 @@ class StoreDetailPane(Static):
     }
     """
 
-    lines = 0  # how many lines the pane's text takes at its width
-
     def show(self, detail: StoreDetail | None) -> None:
         """Show `detail` (None: no store selected)."""
         text = Text("Select a store.") if detail is None else self.describe(detail)
-        width = max(self.content_size.width, 1)
-        lines = sum(max(1, -(-cell_len(line) // width)) for line in text.plain.split("\n"))
         # The next store's detail mostly takes as many lines: then the pane is repainted, and the screen not laid out.
-        self.update(text, layout=lines != self.lines)
-        self.lines = lines
+        self.update(text, layout=self.lines_taken(text) != self.lines_taken(self.content))
+
+    def lines_taken(self, content: object) -> int:
+        """How many lines `content` (text, or a string) takes at the pane's width."""
+        plain = content.plain if isinstance(content, Text) else str(content)
+        width = max(self.content_size.width, 1)
+        return sum(max(1, -(-cell_len(line) // width)) for line in plain.split("\n"))
 
     @staticmethod
     def describe(detail: StoreDetail) -> Text:
