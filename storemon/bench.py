@@ -22,6 +22,8 @@ from storemon.generate import generate
 BASE_STORES = 14_000
 CLUSTER_CLOSE_S = 120
 PRESS_WAIT_S = 5.0  # a key press not repainted by then counts as this long
+MAX_PRESSES = 2_000  # the console's keys go on until a report has completed, up to this many
+PRESSES_AFTER_REPORT = 40  # and this many more, while the console reloads the report's figures
 FILL_WAIT_S = 600.0  # the console's start is measured up to this long
 
 
@@ -324,7 +326,8 @@ def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sampl
     Latency is measured from posting a cursor key event to the app producing the first screen update that shows
     the moved cursor (the compositor's frame, which a terminal driver would write). Keys are pressed every 50 ms
     while reports are computed back to back (three are triggered, after any already queued), each followed by
-    the console's reload of the stores.
+    the console's reload of the stores. Keys go on after `presses` until at least one report has completed, then
+    `PRESSES_AFTER_REPORT` more while the console reloads its figures (`MAX_PRESSES` at most).
     """
     import asyncio
 
@@ -369,7 +372,8 @@ def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sampl
             for _ in range(3):
                 service.trigger_report()
             missed = 0
-            for press in range(presses):
+            press, until, waited = 0, presses, False
+            while press < until:
                 key = "down" if (press // 10) % 2 == 0 else "up"
                 if table.cursor_row <= 0:
                     key = "down"
@@ -385,6 +389,12 @@ def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sampl
                     shown = next((t for t, row in frames[seen:] if row == target), None)
                 latencies.append(PRESS_WAIT_S if shown is None else shown - sent)
                 missed += shown is None
+                press += 1
+                if press == until and until < MAX_PRESSES:
+                    if completed() == completed_before:  # no report has completed yet: one more key
+                        until, waited = until + 1, True
+                    elif waited:  # one just did: keys while the console reloads its figures
+                        until, waited = until + PRESSES_AFTER_REPORT, False
                 await asyncio.sleep(0.05)
             reports = completed() - completed_before
             await pilot.pause()
