@@ -314,14 +314,14 @@ def _read_sources(data_dir: Path, states: dict, loaded: _Loaded) -> None:
 
 @dataclass
 class _Plan:
-    """How to read a file: `action` is unchanged, appended (from `start`, continuing `digest`) or read."""
+    """How to read a file: `action` is unchanged, appended (from `start`, continuing `fingerprint`) or read."""
 
     stat: os.stat_result
     action: str
     start: int = 0
     header: str | None = None
     lines_before: int = 0
-    digest: object = None
+    fingerprint: sources.Fingerprint | None = None
 
 
 def _plan_read(path: Path, state: dict | None) -> _Plan | SourceError:
@@ -334,9 +334,9 @@ def _plan_read(path: Path, state: dict | None) -> _Plan | SourceError:
             return _Plan(stat, "unchanged")
         consumed = state["consumed"]
         if stat.st_size >= consumed:
-            digest = sources.prefix_digest(path, consumed)
-            if digest.hexdigest() == state["fingerprint"]:
-                return _Plan(stat, "appended", consumed, state["header"], state["lines"], digest)
+            fingerprint = sources.prefix_fingerprint(path, consumed)
+            if fingerprint.text() == state["fingerprint"]:
+                return _Plan(stat, "appended", consumed, state["header"], state["lines"], fingerprint)
         return _Plan(stat, "read")
     except SourceError as exc:
         return exc
@@ -357,7 +357,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
             return
         if kind != POLLS or whole:  # hours and zones are replaced whole, never appended to
             plan = _Plan(plan.stat, "read")
-        digest = plan.digest if plan.action == "appended" else sources.new_digest()
+        fingerprint = plan.fingerprint if plan.action == "appended" else sources.Fingerprint()
         bad = _BadRows(result)
         parts: list[dict] = []
         end, lines_after, header = plan.start, plan.lines_before, plan.header
@@ -375,7 +375,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
                 values = {name: column[:-1] for name, column in values.items()}
                 ok = ok[:-1]
             bad.add(chunk, ok, columns)
-            digest.update(chunk.raw)
+            fingerprint.update(chunk.raw)
             if loaded.progress is not None:
                 loaded.progress(path.name, chunk.end, plan.stat.st_size)
             end, lines_after, header = chunk.end, chunk.lines_after, chunk.header
@@ -397,7 +397,7 @@ def _read_file(path: Path, kind: str, plan: _Plan | SourceError, loaded: _Loaded
     elif kind == ZONES:
         loaded.zones = _concat(parts)
     loaded.states.append(_FileState(path.name, kind, plan.stat.st_size, plan.stat.st_mtime_ns, end, lines_after,
-                                    digest.hexdigest(), header))
+                                    fingerprint.text(), header))
 
 
 def good_rows(values: dict, ok: np.ndarray) -> dict:

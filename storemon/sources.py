@@ -10,12 +10,12 @@ themselves live in `storemon.parse`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import re
 import stat as stat_module
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,7 +60,7 @@ class Chunk:
 
     `unterminated_from` is the byte offset of a last line that has no newline (its row is the last of `rows`),
     or None. Such a line may still be being written: see `hold_back_last_line`. `raw` holds the bytes from `start`
-    to `end` (the header line included in a file's first chunk), to be added to the file's running digest.
+    to `end` (the header line included in a file's first chunk), to be added to the file's running fingerprint.
     """
 
     rows: dict[str, pa.Array]
@@ -122,28 +122,40 @@ def _open_source(path: Path) -> tuple[io.BufferedReader, int]:
     return os.fdopen(fd, "rb"), info.st_size
 
 
-def prefix_digest(path: Path, length: int):
-    """A running digest (blake2b) of a file's first `length` bytes, to be continued with the bytes read next.
+class Fingerprint:
+    """A running CRC-32 of a file's bytes from its start, continued with the bytes read next.
 
-    Its hex digest, saved with what was read of the file, tells a file that only grew (same digest over what was
-    read before) from one that was edited anywhere, even to the same size.
+    Its text, saved with what was read of the file, tells a file that only grew (the same CRC over what was read
+    before) from one that was edited anywhere, even to the same size: an edit within 32 bits always changes the CRC,
+    any other goes unnoticed with a chance of 1 in 2^32. CRC-32 rather than a cryptographic digest because every
+    refresh of a grown file checks its whole prefix again: 1.7 GB/s here, blake2b 0.8 GB/s. A text saved by
+    another kind of fingerprint never matches, so such a file is read again in full once.
     """
-    digest = hashlib.blake2b(digest_size=16)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def text(self) -> str:
+        return f"crc32:{self.value:08x}"
+
+
+def prefix_fingerprint(path: Path, length: int) -> Fingerprint:
+    """The fingerprint of a file's first `length` bytes (fewer if it is shorter), to be continued."""
+    fingerprint = Fingerprint()
+    buffer = memoryview(bytearray(BLOCK_BYTES))
     handle, _ = _open_source(path)
     with handle:
         remaining = length
         while remaining > 0:
-            block = handle.read(min(remaining, BLOCK_BYTES))
-            if not block:
+            count = handle.readinto(buffer[:min(remaining, BLOCK_BYTES)])
+            if not count:
                 break
-            digest.update(block)
-            remaining -= len(block)
-    return digest
-
-
-def new_digest():
-    """The running digest of a file read from its start."""
-    return hashlib.blake2b(digest_size=16)
+            fingerprint.update(buffer[:count])
+            remaining -= count
+    return fingerprint
 
 
 def header_columns(header: str) -> list[str]:
