@@ -324,8 +324,7 @@ def test_a_large_stores_table_draws_the_lines_under_the_cursor():
     i = np.arange(n)
     fleet = Fleet(as_of, 1, np.array([f"store-{k:05d}" for k in range(n)], dtype=object),
                   np.full(n, "America/Chicago", dtype=object), np.full(n, "Mon 10:00", dtype=object), i % 3 == 0,
-                  i % 5 != 0, as_of - 60_000_000 * i, np.array([f"{k % 24}.00" for k in range(n)], dtype=object),
-                  np.full(n, "", dtype=object), None)
+                  i % 5 != 0, as_of - 60_000_000 * i, (i % 24).astype(float), np.full(n, np.nan), None)
 
     async def scenario():
         app = OneWidgetApp(StoresTable())
@@ -338,6 +337,7 @@ def test_a_large_stores_table_draws_the_lines_under_the_cursor():
             await pilot.press("end")
             await pilot.pause()
             assert at_cursor(table) == "store-49999"
+            assert table.cells_at(table.cursor_row)[2:4] == ("7.00", "")  # 49999 % 24 h, no week figure
             shown = screen_text(app)
             assert "store-49999" in shown and "store-00000" not in shown
             await pilot.press("pageup", "up")

@@ -3,6 +3,9 @@ complete report, checked against values worked out by hand from SPEC."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 from conftest import HOURS_HEADER, POLL_HEADER, ZONE_HEADER, ingest_dir, write_csv, write_data
 
@@ -38,6 +41,11 @@ def store_report(db, report_id: str, rows: str) -> None:
     reports.complete(db, report_id, "2023-01-25T12:00:00.000Z", 1, rows.count("\n"), f"{HEADER}\n{rows}")
 
 
+def figures(hours: np.ndarray) -> list[float | None]:
+    """A fleet's figures, None where the report has no row for the store."""
+    return [None if math.isnan(value) else value for value in hours.tolist()]
+
+
 def test_the_fleet_at_the_latest_poll_with_the_latest_reports_figures(fleet_db):
     store_report(fleet_db, "r1", '"a,b",60.00,5.50,30.25,0.00,0.00,0.00\nNA,0.00,1.00,2.00,0.00,0.00,0.00\n')
     fleet = load_fleet(fleet_db)
@@ -52,7 +60,7 @@ def test_the_fleet_at_the_latest_poll_with_the_latest_reports_figures(fleet_db):
     assert fleet.open_now.tolist() == [True, True, False]
     assert fleet.last_active.tolist() == [False, True, True]
     assert fleet.last_poll_age_s.tolist() == [0.0, 26 * 3600.0, 1800.0]
-    assert fleet.uptime_day.tolist() == ["", "1.00", "5.50"] and fleet.uptime_week.tolist() == ["", "2.00", "30.25"]
+    assert figures(fleet.uptime_day) == [None, 1.0, 5.5] and figures(fleet.uptime_week) == [None, 2.0, 30.25]
     assert fleet.down() == {"007"}
 
 
@@ -71,8 +79,8 @@ def test_a_new_report_changes_only_the_figures_and_new_data_the_rest(fleet_db, d
     store_report(fleet_db, "r2", "007,0.00,3.00,4.00,0.00,0.00,0.00\nNA,0.00,0.50,0.75,0.00,0.00,0.00\n")
     second = load_fleet(fleet_db, first)
     assert second.report.id == "r2"
-    assert second.uptime_day.tolist() == ["3.00", "0.50", ""]
-    assert second.uptime_week.tolist() == ["4.00", "0.75", ""]
+    assert figures(second.uptime_day) == [3.0, 0.5, None]
+    assert figures(second.uptime_week) == [4.0, 0.75, None]
     assert second.last_active.tolist() == first.last_active.tolist() and second.as_of_us == first.as_of_us
 
     write_csv(data_dir / "store_status_2.csv", POLL_HEADER, [("007", "2023-01-25 12:30:00 UTC", "active")])
@@ -81,7 +89,7 @@ def test_a_new_report_changes_only_the_figures_and_new_data_the_rest(fleet_db, d
     assert third.as_of_us == parse_instant("2023-01-25 12:30:00 UTC")
     assert third.last_active.tolist() == [True, True, True] and third.down() == set()
     assert third.last_poll_age_s.tolist() == [0.0, 26.5 * 3600, 3600.0]
-    assert third.report.id == "r2" and third.uptime_day.tolist() == ["3.00", "0.50", ""]
+    assert third.report.id == "r2" and figures(third.uptime_day) == [3.0, 0.5, None]
 
 
 def test_new_hours_or_zones_alone_change_who_is_open(fleet_db, data_dir, db_path):

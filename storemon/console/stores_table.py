@@ -37,9 +37,14 @@ def _ranks(strings: np.ndarray) -> np.ndarray:
     return pd.factorize(strings, sort=True)[0]
 
 
-def _figure(strings: np.ndarray) -> np.ndarray:
-    """A report's figures as numbers; a store without one sorts before every figure."""
-    return pd.to_numeric(pd.Series(strings), errors="coerce").fillna(-1.0).to_numpy()
+def _figure(figures: np.ndarray) -> np.ndarray:
+    """A report's figures as sort keys: a store without one sorts before every figure."""
+    return np.nan_to_num(figures, nan=-1.0)
+
+
+def format_figure(hours: float) -> str:
+    """A report's figure as the report prints it (two decimals), "" for a store without one."""
+    return "" if np.isnan(hours) else f"{hours:.2f}"
 
 
 # What each column sorts by, smaller first; ties keep the store id order.
@@ -75,8 +80,8 @@ def cell_values(fleet: Fleet, age_s: np.ndarray, at: int) -> tuple[str, ...]:
     """The text of each cell of the line of the store at position `at` of the fleet (`age_s`: the fleet's
     last_poll_age_s)."""
     return (
-        fleet.store_id[at], "active" if fleet.last_active[at] else "INACTIVE", fleet.uptime_day[at],
-        fleet.uptime_week[at], "open" if fleet.open_now[at] else "closed", format_age(float(age_s[at])),
+        fleet.store_id[at], "active" if fleet.last_active[at] else "INACTIVE", format_figure(fleet.uptime_day[at]),
+        format_figure(fleet.uptime_week[at]), "open" if fleet.open_now[at] else "closed", format_age(float(age_s[at])),
         fleet.local_time[at], fleet.zone[at].removeprefix("America/"),
     )
 
