@@ -117,7 +117,7 @@ def bench(work: Path, stores: int = BASE_STORES, days: int = 8, label: str = "1x
     if full:
         measured(api_latency(data, db, work))
     if full or stores > BASE_STORES:
-        measured(*console_latency(data, db, presses=150, label=label))
+        measured(*console_in_own_process(data, db, presses=150, label=label))
     return measures
 
 
@@ -237,7 +237,7 @@ def main(work: str = "bench-data", scale: int = 1, weeks: int = 1, dask_data: st
     sample = Path(work) / "sample.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{sample}{suffix}").unlink(missing_ok=True)
-    measures = console_latency(Path("data"), sample, presses=0) if Path("data").is_dir() else []
+    measures = console_in_own_process(Path("data"), sample, presses=0) if Path("data").is_dir() else []
     base = bench(Path(work))
     measures += base
     if scale > 1:
@@ -318,6 +318,29 @@ def growth(base: list[Measure], other: list[Measure]) -> list[Measure]:
 def _step_kind(step: str) -> str:
     """A step without its label and counts: the same step at two sizes has the same kind."""
     return re.sub(r"^\[.*?\] |\(.*?\)|\d+", "", step)
+
+
+# Runs console_latency in a fresh process and prints its measures as JSON.
+_CONSOLE_MAIN = """
+import json, sys
+from dataclasses import asdict
+from pathlib import Path
+from storemon.bench import console_latency
+data, db, presses, label = sys.argv[1:]
+print(json.dumps([asdict(m) for m in console_latency(Path(data), Path(db), int(presses), label)]))
+"""
+
+
+def console_in_own_process(data: Path, db: Path, presses: int, label: str) -> list[Measure]:
+    """`console_latency` in a process of its own, as an operator runs the console: the benchmark's own memory
+    and garbage (the in-process refreshes before it) do not weigh on the console's collector."""
+    import json
+
+    completed = subprocess.run([sys.executable, "-c", _CONSOLE_MAIN, str(data), str(db), str(presses), label],
+                               stdout=subprocess.PIPE, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"the console's benchmark on {db} failed")
+    return [Measure(**fields) for fields in json.loads(completed.stdout.strip().splitlines()[-1])]
 
 
 def console_latency(data: Path, db: Path, presses: int = 60, label: str = "sample") -> list[Measure]:
