@@ -331,7 +331,7 @@ print(json.dumps([asdict(m) for m in console_latency(Path(data), Path(db), int(p
 """
 
 
-def console_in_own_process(data: Path, db: Path, presses: int, label: str) -> list[Measure]:
+def console_in_own_process(data: Path, db: Path, presses: int = 60, label: str = "sample") -> list[Measure]:
     """`console_latency` in a process of its own, as an operator runs the console: the benchmark's own memory
     and garbage (the in-process refreshes before it) do not weigh on the console's collector."""
     import json
