@@ -130,19 +130,25 @@ def refresh(db: sqlite_utils.Database, hours_rows: np.ndarray, zones: dict[int, 
         parts.append(compute(found, hours_rows, zones, stores[chosen], since[chosen], latest))
     result = Incidents(*(np.concatenate([getattr(p, name) for p in parts]) if parts else np.zeros(0, np.int64)
                          for name in ("store", "start", "end")))
-    start = result.start.copy()
-    if carry:  # an incident in progress at a store's `since` keeps the start it had
+    store, start, end = result.store, result.start.copy(), result.end
+    if carry:
+        # An incident in progress at a store's `since` was down until then (its polls before `since` did not
+        # change): if the store is still down at `since` the recomputed incident keeps the start it had, and if
+        # not (a late poll ended it) it ends at `since`.
         carried_store = np.array(sorted(carry), dtype=np.int64)
         carried_start = np.array([carry[s] for s in carried_store.tolist()], dtype=np.int64)
-        at = np.minimum(np.searchsorted(carried_store, result.store), len(carried_store) - 1)
-        hit = (carried_store[at] == result.store) & (result.start == since[np.searchsorted(stores, result.store)])
+        at = np.minimum(np.searchsorted(carried_store, store), len(carried_store) - 1)
+        hit = (carried_store[at] == store) & (start == since[np.searchsorted(stores, store)])
         start = np.where(hit, carried_start[at], start)
+        ended = ~np.isin(carried_store, store[hit])
+        store = np.concatenate([store, carried_store[ended]])
+        start = np.concatenate([start, carried_start[ended]])
+        end = np.concatenate([end, since[np.searchsorted(stores, carried_store[ended])]])
     db.conn.executemany(
         'INSERT OR REPLACE INTO incidents (store, start, "end") VALUES (?, ?, ?)',
-        ((s, b, None if e >= NEVER else e) for s, b, e in zip(result.store.tolist(), start.tolist(),
-                                                             result.end.tolist())),
+        ((s, b, None if e >= NEVER else e) for s, b, e in zip(store.tolist(), start.tolist(), end.tolist())),
     )
-    return len(result.store)
+    return len(store)
 
 
 def _delete_after(db: sqlite_utils.Database, stores: np.ndarray, since: np.ndarray) -> dict[int, int]:

@@ -84,11 +84,16 @@ def test_incidents_match_the_model_from_scratch_and_incrementally(case, split_st
         write_data(whole, polls=poll_rows(store_list), hours=hours, zones=zones)
         ingest_into(whole, Path(tmp) / "whole.db")
         assert stored_incidents(Path(tmp) / "whole.db") == expected
-        # The same polls in two refreshes: those up to `split` first, the rest (some of them earlier: late
-        # arrivals in a drop file) after.
-        write_data(parts, polls=poll_rows(store_list, lambda t: t <= split), hours=hours, zones=zones)
+        # The same polls in two refreshes: those up to `split` first, the rest after, with a third of the
+        # earlier ones held back to arrive late in the second (before the first refresh's latest poll).
+        def late(t: datetime) -> bool:
+            return t <= split and int(t.timestamp()) // 900 % 3 == 0
+
+        write_data(parts, polls=poll_rows(store_list, lambda t: t <= split and not late(t)), hours=hours,
+                   zones=zones)
         ingest_into(parts, Path(tmp) / "parts.db")
-        write_csv(parts / "store_status_late.csv", POLL_HEADER, poll_rows(store_list, lambda t: t > split))
+        write_csv(parts / "store_status_late.csv", POLL_HEADER,
+                  poll_rows(store_list, lambda t: t > split or late(t)))
         ingest_into(parts, Path(tmp) / "parts.db")
         assert stored_incidents(Path(tmp) / "parts.db") == expected
 
@@ -184,3 +189,29 @@ def test_the_api_lists_incidents_newest_first_with_filters_and_csv(tmp_path):
         assert app.get("/incidents", {"since": "yesterday"}, status=400).json["error"].startswith("since")
     finally:
         service.stop()
+
+
+def test_a_late_poll_that_ends_an_incident_earlier(tmp_path):
+    # The first refresh sees S (24x7) inactive at 10:00 and active again at 12:00: down 10:00-12:00. The second
+    # brings a late 11:00 active (before the first refresh's latest poll) and a new 13:00 active: down 10:00-11:00.
+    data = write_data(tmp_path / "data", polls=[("S", "2023-01-23 10:00:00", "inactive"),
+                                                ("S", "2023-01-23 12:00:00", "active")])
+    ingest_into(data, tmp_path / "s.db")
+    assert stored_incidents(tmp_path / "s.db")["S"] == [(utc("2023-01-23 10:00"), utc("2023-01-23 12:00"))]
+    write_csv(data / "store_status_late.csv", POLL_HEADER, [("S", "2023-01-23 13:00:00", "active"),
+                                                            ("S", "2023-01-23 11:00:00", "active")])
+    ingest_into(data, tmp_path / "s.db")
+    assert stored_incidents(tmp_path / "s.db")["S"] == [(utc("2023-01-23 10:00"), utc("2023-01-23 11:00"))]
+
+
+def test_a_late_poll_before_the_last_refresh_adds_an_incident(tmp_path):
+    # The first refresh sees S active at 10:00 and 12:00; the second brings a late 11:00 inactive and a new 13:00
+    # active: down 11:00-12:00.
+    data = write_data(tmp_path / "data", polls=[("S", "2023-01-23 10:00:00", "active"),
+                                                ("S", "2023-01-23 12:00:00", "active")])
+    ingest_into(data, tmp_path / "s.db")
+    assert stored_incidents(tmp_path / "s.db") == {}
+    write_csv(data / "store_status_late.csv", POLL_HEADER, [("S", "2023-01-23 13:00:00", "active"),
+                                                            ("S", "2023-01-23 11:00:00", "inactive")])
+    ingest_into(data, tmp_path / "s.db")
+    assert stored_incidents(tmp_path / "s.db")["S"] == [(utc("2023-01-23 11:00"), utc("2023-01-23 12:00"))]
