@@ -451,6 +451,8 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
     added = 0
     earliest_keys, earliest_ts = [], []
     days = list(loaded.spill.days())
+    # Incidents are recomputed from each store's earliest new poll only when nothing else changed.
+    incremental = previous_latest is not None and loaded.hours is None and loaded.zones is None
     for index, day in enumerate(days):
         loaded.check_cancel()
         if loaded.progress is not None:
@@ -458,10 +460,10 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
         records = loaded.spill.load(day)
         keys = _resolve(records["key"], new_keys)
         added += polls.merge_day(db, day, keys, records["ts"], records["active"].astype(bool), records["order"])
-        order = np.lexsort((records["ts"], keys))
-        first = np.concatenate([[True], keys[order][1:] != keys[order][:-1]])
-        earliest_keys.append(keys[order][first])
-        earliest_ts.append(records["ts"][order][first])
+        if incremental:
+            earliest = pd.Series(records["ts"]).groupby(keys).min()
+            earliest_keys.append(earliest.index.to_numpy(dtype=np.int64))
+            earliest_ts.append(earliest.to_numpy(dtype=np.int64))
     if loaded.hours is not None:
         hours = loaded.hours
         table = pd.DataFrame({"store": _resolve(hours["store"], new_keys), "day": hours["day"],
@@ -488,13 +490,13 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
         set_meta(db, "polled_stores", db.execute("SELECT COUNT(DISTINCT store) FROM poll_days").fetchone()[0])
     prune(db, retain_days)
     hours_rows, zone_names = hours_and_zones(db)
-    if loaded.hours is not None or loaded.zones is not None or previous_latest is None:
+    if not incremental:
         incidents.refresh(db, hours_rows, zone_names, None, None)
     elif earliest_keys:
-        keys, ts = np.concatenate(earliest_keys), np.concatenate(earliest_ts)
-        order = np.lexsort((ts, keys))
-        first = np.concatenate([[True], keys[order][1:] != keys[order][:-1]])
-        incidents.refresh(db, hours_rows, zone_names, (keys[order][first], ts[order][first]), int(previous_latest))
+        earliest = pd.Series(np.concatenate(earliest_ts)).groupby(np.concatenate(earliest_keys)).min()
+        incidents.refresh(db, hours_rows, zone_names,
+                          (earliest.index.to_numpy(dtype=np.int64), earliest.to_numpy(dtype=np.int64)),
+                          int(previous_latest))
     state.record(db, hours_rows, zone_names)
     version = int(get_meta(db, "data_version", 0) or 0) + 1
     set_meta(db, "data_version", version)
