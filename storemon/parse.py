@@ -104,22 +104,79 @@ def parse_timestamps(values) -> Parsed:
     Accepted: a date and a time with `T` or a space between (case-insensitive), seconds and a fraction optional
     (finer than a microsecond is truncated), then optionally ` UTC`, `Z` or an offset `+HH`, `+HHMM`, `+HH:MM`
     (converted to UTC); no suffix means UTC. The date must exist; hours 0-23, minutes and seconds 0-59.
+
+    Rows in the platform's own layout (`PLATFORM_LAYOUT`, nearly every row of a real file) are read as fixed-width
+    digits straight from the Arrow buffer; the others go through the regular expression, 8x slower.
     """
     text = clean_text(values)
-    if not len(text):
-        return Parsed(np.zeros(0, np.int64), np.zeros(0, bool), text, _simple_reason("timestamp_utc"))
-    fields = _groups(text, _TIMESTAMP)
-    matched = pc.is_valid(fields["year"]).to_numpy(zero_copy_only=False)
-    year, month, day = (_integers(fields[name], 1) for name in ("year", "month", "day"))
-    hour, minute, second = (_integers(fields[name]) for name in ("hour", "minute", "second"))
-    off_hour, off_minute = _integers(fields["off_hour"]), _integers(fields["off_minute"])
-    sign = np.where(pc.equal(pc.fill_null(fields["sign"], ""), "-").to_numpy(zero_copy_only=False), -1, 1)
-    ok = (matched & (month >= 1) & (month <= 12) & (day >= 1) & (day <= _days_in_month(year, month))
-          & (hour <= 23) & (minute <= 59) & (second <= 59) & (off_hour <= 23) & (off_minute <= 59))
-    seconds = ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
-    offset = sign * (off_hour * 3600 + off_minute * 60)
-    micros = np.where(ok, (seconds - offset) * US_PER_SECOND + _fraction_us(fields["fraction"]), 0)
+    micros, ok = np.zeros(len(text), np.int64), np.zeros(len(text), bool)
+    fixed, chars = _platform_layout(text)
+    if len(fixed):
+        micros[fixed], ok[fixed] = _utc_micros(*(_layout_number(chars, *field) for field in _LAYOUT_FIELDS),
+                                               offset_s=0)
+    is_fixed = np.zeros(len(text), bool)
+    is_fixed[fixed] = True
+    rest = np.flatnonzero(~is_fixed)
+    if len(rest):
+        found = _groups(text.take(pa.array(rest)), _TIMESTAMP)
+        matched = pc.is_valid(found["year"]).to_numpy(zero_copy_only=False)
+        off_hour, off_minute = _integers(found["off_hour"]), _integers(found["off_minute"])
+        sign = np.where(pc.equal(pc.fill_null(found["sign"], ""), "-").to_numpy(zero_copy_only=False), -1, 1)
+        micros[rest], rest_ok = _utc_micros(
+            *(_integers(found[name], 1) for name in ("year", "month", "day")),
+            *(_integers(found[name]) for name in ("hour", "minute", "second")),
+            _fraction_us(found["fraction"]), offset_s=sign * (off_hour * 3600 + off_minute * 60),
+        )
+        ok[rest] = matched & rest_ok & (off_hour <= 23) & (off_minute <= 59)
+        micros[rest] = np.where(ok[rest], micros[rest], 0)
     return Parsed(micros, ok, text, _simple_reason("timestamp_utc"))
+
+
+PLATFORM_LAYOUT = "0000-00-00 00:00:00.000000 UTC"  # how the platform writes a timestamp; 0 stands for a digit
+_LAYOUT_BYTES = np.frombuffer(PLATFORM_LAYOUT.encode(), dtype=np.uint8)
+_LAYOUT_DIGITS = np.array([char == "0" for char in PLATFORM_LAYOUT])
+# Year, month, day, hour, minute, second, microseconds: where each field starts and ends in the layout.
+_LAYOUT_FIELDS = ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19), (20, 26))
+
+
+def _platform_layout(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the rows of `text` written exactly in `PLATFORM_LAYOUT`, and their characters (a row
+    each, a column per character, as bytes)."""
+    width = len(PLATFORM_LAYOUT)
+    data = text.buffers()[2]
+    if data is None:
+        return np.zeros(0, np.int64), np.zeros((0, width), np.uint8)
+    lengths = pc.binary_length(text).to_numpy(zero_copy_only=False)
+    starts = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset: text.offset + len(text)]
+    text_bytes = np.frombuffer(data, dtype=np.uint8)
+    if (lengths == width).all():  # the usual block: rows of the layout's width, back to back in the buffer
+        candidates = np.arange(len(text))
+        chars = text_bytes[starts[0]: starts[0] + width * len(text)].reshape(-1, width)
+    else:
+        candidates = np.flatnonzero(lengths == width)
+        chars = text_bytes[starts[candidates, None] + np.arange(width)]
+    fits = ((chars[:, _LAYOUT_DIGITS] - np.uint8(ord("0")) <= 9).all(axis=1)  # below "0" wraps around above 9
+            & (chars[:, ~_LAYOUT_DIGITS] == _LAYOUT_BYTES[~_LAYOUT_DIGITS]).all(axis=1))
+    return (candidates, chars) if fits.all() else (candidates[fits], chars[fits])
+
+
+def _layout_number(chars: np.ndarray, first: int, last: int) -> np.ndarray:
+    """The number written in columns [first, last) of rows of digits (bytes)."""
+    number = np.zeros(len(chars), np.int64)
+    for column in range(first, last):
+        number = number * 10 + (chars[:, column].astype(np.int64) - ord("0"))
+    return number
+
+
+def _utc_micros(year: np.ndarray, month: np.ndarray, day: np.ndarray, hour: np.ndarray, minute: np.ndarray,
+                second: np.ndarray, fraction_us: np.ndarray, offset_s: np.ndarray | int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Microseconds since the epoch (UTC) of local date and time fields at `offset_s` east of UTC, and whether
+    the date exists and the time is in range (where not, the value is 0)."""
+    ok = ((month >= 1) & (month <= 12) & (day >= 1) & (day <= _days_in_month(year, month))
+          & (hour <= 23) & (minute <= 59) & (second <= 59))
+    seconds = ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    return np.where(ok, (seconds - offset_s) * US_PER_SECOND + fraction_us, 0), ok
 
 
 def parse_statuses(values) -> Parsed:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from conftest import run, write_data
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storemon.parse import parse_timestamps
 
 MONDAY = "2023-01-23"  # a Monday
 
@@ -270,3 +276,27 @@ def test_rounding_half_to_even_exact(data_dir, db_path):
     rows = run(data_dir, db_path, as_of="2023-01-23T10:00:00Z")
     assert rows["A"][0] == "0.00"
     assert rows["B"][0] == "0.02"
+
+
+# Date and time fields, some out of range, rendered in the platform's layout or in other accepted ones.
+timestamp_fields = st.tuples(st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+                             st.integers(0, 61), st.integers(0, 61), st.integers(0, 999_999))
+renderings = st.sampled_from(["{} {}.{:06d} UTC", "{}T{}.{:06d}Z", "{} {}.{:06d}+00:00", "{} {}.{:06d}",
+                              " {} {}.{:06d} UTC ", "{} {}.{:06d} utc"])
+
+
+@given(st.lists(st.tuples(timestamp_fields, renderings), min_size=1, max_size=40))
+def test_timestamps_read_as_the_standard_library_reads_them(rows):
+    # The model: datetime, which rejects a date that does not exist and a time out of range.
+    texts, expected = [], []
+    for (year, month, day, hour, minute, second, micro), rendering in rows:
+        texts.append(rendering.format(f"{year:04d}-{month:02d}-{day:02d}", f"{hour:02d}:{minute:02d}:{second:02d}",
+                                      micro))
+        try:
+            moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+        except ValueError:
+            expected.append(None)
+        else:
+            expected.append((moment - datetime(1970, 1, 1, tzinfo=UTC)) // datetime.resolution)
+    parsed = parse_timestamps(texts)
+    assert [int(v) if ok else None for v, ok in zip(parsed.values.tolist(), parsed.ok.tolist())] == expected
