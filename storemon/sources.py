@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 POLLS = "polls"
@@ -344,7 +345,7 @@ def _parse_fast(body: bytes, columns: dict[str, int], width: int, line_count: in
         return None
     blank = np.ones(table.num_rows, dtype=bool)
     for column in table.columns:
-        blank &= (column.combine_chunks().to_numpy(zero_copy_only=False) == "")
+        blank &= pc.equal(pc.binary_length(column), 0).to_numpy()
     keep = pa.array(~blank)
     rows = {name: table.column(position).combine_chunks().filter(keep) for name, position in columns.items()}
     return rows, blank

@@ -43,6 +43,16 @@ def test_day_of_week_header_is_accepted(data_dir, db_path):
     assert rows["S"][1] == "1.00"
 
 
+def test_a_line_of_empty_fields_is_no_row_and_the_next_keeps_its_number(data_dir, db_path):
+    # ",," (every field empty) is read as no row at all, as a blank line is; line 4's bad row is still line 4.
+    write_data(data_dir, polls=[("S", "2023-01-23 10:00:00 UTC", "active"), ("", "", ""),
+                                ("S", "2023-01-23 10:05:00 UTC", "offline"),
+                                ("S", "2023-01-23 10:10:00 UTC", "active")])
+    polls = file_result(ingest_dir(data_dir, db_path), "store_status.csv")
+    assert (polls.rows_read, polls.rows_loaded, polls.rows_skipped) == (3, 2, 1)
+    assert [line for line, _ in polls.bad_lines] == [4]
+
+
 def test_bad_rows_are_skipped_and_reported_with_line_and_reason(data_dir, db_path):
     write_data(
         data_dir,
