@@ -136,7 +136,8 @@ def store_key_range(db: sqlite_utils.Database) -> tuple[int, int]:
 def latest_per_instant(store: np.ndarray, ts: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """Indices, sorted by store then time, of the poll that counts at each (store, instant): the highest rank
     (SPEC section 1: the later line, and the later file, wins)."""
-    order = np.lexsort((rank, ts, store))
+    by_rank = np.argsort(rank, kind="stable")  # ranks usually come in order: timsort takes one pass then
+    order = by_rank[np.lexsort((ts[by_rank], store[by_rank]))]  # stable, so ties stay in rank order
     store, ts = store[order], ts[order]
     last = np.ones(len(order), dtype=bool)
     last[:-1] = (store[1:] != store[:-1]) | (ts[1:] != ts[:-1])
