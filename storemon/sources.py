@@ -300,7 +300,7 @@ def _parse_block(body: bytes, header: str, columns: dict[str, int], width: int, 
     unterminated_from = None
     if body and not body.endswith(b"\n") and body[body.rfind(b"\n") + 1 :].strip():
         unterminated_from = offset + body.rfind(b"\n") + 1
-    if not body.strip():
+    if not body or body.isspace():
         return Chunk(_empty(columns), np.zeros(0, np.int64), [], header, offset, end, last_line, raw=body)
     parsed = _parse_fast(body, columns, width, line_count)
     if parsed is None:
