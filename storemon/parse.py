@@ -144,7 +144,7 @@ def _platform_layout(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     each, a column per character, as bytes)."""
     width = len(PLATFORM_LAYOUT)
     data = text.buffers()[2]
-    if data is None:
+    if data is None or not len(text):
         return np.zeros(0, np.int64), np.zeros((0, width), np.uint8)
     lengths = pc.binary_length(text).to_numpy(zero_copy_only=False)
     starts = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset: text.offset + len(text)]
