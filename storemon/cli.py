@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"storemon: error: {exc.strerror or str(exc) or type(exc).__name__}{where}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug of storemon's own: still one line, never a traceback
+        print(f"storemon: error: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        return 1
 
 
 @contextmanager

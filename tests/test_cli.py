@@ -176,3 +176,21 @@ def test_cli_edges_a_user_meets(tmp_path):
     report = storemon("report", "--db", str(empty))
     assert report.returncode == 1 and "has no polls yet" in report.stderr and report.stdout == ""
     assert "(default: 200)" in storemon("generate", "--help").stdout
+
+
+def test_an_internal_error_is_one_line_too(tmp_path, monkeypatch, capsys):
+    # A bug of storemon's own (the engine raising, standing in for one) still ends in one line and a non-zero exit.
+    from storemon import cli, compute
+
+    data = write_data(tmp_path / "data", polls=[("S", "2023-01-23 10:00:00 UTC", "active")])
+    assert cli.main(["ingest", "--data-dir", str(data), "--db", str(tmp_path / "s.db")]) == 0
+    capsys.readouterr()
+
+    def broken(*args, **kwargs):
+        raise IndexError("index 0 is out of bounds for axis 0 with size 0")
+
+    monkeypatch.setattr(compute, "report_from_db", broken)
+    assert cli.main(["report", "--db", str(tmp_path / "s.db")]) == 1
+    err = capsys.readouterr().err
+    assert err == ("storemon: error: internal error (IndexError: index 0 is out of bounds for axis 0 with size 0); "
+                   "please report it\n")
