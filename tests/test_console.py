@@ -319,6 +319,21 @@ def test_header_during_the_first_ingest_shows_its_progress_and_no_none():
     assert "None" not in text and "(no data yet)" in text and "no report yet" in text
 
 
+def test_header_while_the_stores_are_read_says_loading_not_no_data():
+    async def scenario():
+        app = OneWidgetApp(StatusBar())
+        async with app.run_test(size=(120, 5)) as pilot:
+            bar = app.query_one(StatusBar)
+            bar.show(as_of=None, refresh=Refresh(None, "2023-01-25T18:00:00.000Z", "2023-01-25T18:00:05.000Z", "ok"),
+                     next_refresh=None, api="http://127.0.0.1:8081", loading=True)
+            await pilot.pause()
+            return str(bar.render())
+
+    text = asyncio.run(scenario())
+    assert "data as of (loading...)" in text and "uptime figures: (loading...)" in text
+    assert "no data yet" not in text and "no report yet" not in text and "None" not in text
+
+
 def test_a_large_stores_table_draws_the_lines_under_the_cursor():
     n, as_of = 50_000, 1_700_000_000_000_000
     i = np.arange(n)

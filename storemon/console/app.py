@@ -282,10 +282,12 @@ class StoremonApp(App):
         refresh = self.service.last_refresh()
         api = self.service.api_address or f"not running ({self.service.api_error or 'not started'})"
         fleet = self.fleet
-        self.query_one(StatusBar).show(as_of=format_instant(fleet.as_of_us) if fleet else None, refresh=refresh,
+        loaded = fleet is not None
+        self.query_one(StatusBar).show(as_of=format_instant(fleet.as_of_us) if loaded else None, refresh=refresh,
                                        next_refresh=self.service.refresher.next_run, api=api,
                                        down=None if self.down is None else len(self.down),
-                                       report=fleet.report if fleet else None, progress=self.service.refresher.progress)
+                                       report=fleet.report if loaded else None,
+                                       progress=self.service.refresher.progress, loading=not loaded)
 
     def update_reports(self) -> None:
         table = self.query_one(ReportsTable)

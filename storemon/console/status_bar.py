@@ -29,11 +29,13 @@ class StatusBar(Static):
 
     def show(self, *, as_of: str | None, refresh: Refresh | None, next_refresh: str | None, api: str,
              down: int | None = None, report: ReportRef | None = None,
-             progress: tuple[str, int, int] | None = None) -> None:
+             progress: tuple[str, int, int] | None = None, loading: bool = False) -> None:
+        """`loading`: the stores are still being read, so neither `as_of` nor `report` is known yet."""
         text = Text()
         text.append("storemon", style="bold")
         text.append("  data as of ")
-        text.append(short_time(as_of) + " UTC" if as_of else "(no data yet)", style="bold")
+        text.append("(loading...)" if loading else short_time(as_of) + " UTC" if as_of else "(no data yet)",
+                    style="bold")
         if down is not None:
             text.append("   ")
             text.append(f"{down} down now", style="bold white on red" if down else "bold green")
@@ -58,7 +60,9 @@ class StatusBar(Static):
         if next_refresh:
             text.append(f"   next {next_refresh[11:19]}")
         text.append("\nuptime figures: ")
-        if report is None:
+        if loading:
+            text.append("(loading...)")
+        elif report is None:
             text.append("no report yet (r runs one)")
         else:
             text.append(f"report {report.id[:8]} as of {short_time(report.as_of)} UTC")
