@@ -461,9 +461,9 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
         keys = _resolve(records["key"], new_keys)
         added += polls.merge_day(db, day, keys, records["ts"], records["active"].astype(bool), records["order"])
         if incremental:
-            earliest = pd.Series(records["ts"]).groupby(keys).min()
-            earliest_keys.append(earliest.index.to_numpy(dtype=np.int64))
-            earliest_ts.append(earliest.to_numpy(dtype=np.int64))
+            day_keys, day_ts = _earliest_per_store(keys, records["ts"])
+            earliest_keys.append(day_keys)
+            earliest_ts.append(day_ts)
     if loaded.hours is not None:
         hours = loaded.hours
         table = pd.DataFrame({"store": _resolve(hours["store"], new_keys), "day": hours["day"],
@@ -493,14 +493,19 @@ def _write(db: sqlite_utils.Database, loaded: _Loaded, retain_days: int) -> int:
     if not incremental:
         incidents.refresh(db, hours_rows, zone_names, None, None)
     elif earliest_keys:
-        earliest = pd.Series(np.concatenate(earliest_ts)).groupby(np.concatenate(earliest_keys)).min()
         incidents.refresh(db, hours_rows, zone_names,
-                          (earliest.index.to_numpy(dtype=np.int64), earliest.to_numpy(dtype=np.int64)),
+                          _earliest_per_store(np.concatenate(earliest_keys), np.concatenate(earliest_ts)),
                           int(previous_latest))
     state.record(db, hours_rows, zone_names)
     version = int(get_meta(db, "data_version", 0) or 0) + 1
     set_meta(db, "data_version", version)
     return version
+
+
+def _earliest_per_store(keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each store's earliest instant among `ts`: (store keys in order, their earliest instants)."""
+    earliest = pd.Series(ts).groupby(keys).min()
+    return earliest.index.to_numpy(dtype=np.int64), earliest.to_numpy(dtype=np.int64)
 
 
 def prune(db: sqlite_utils.Database, retain_days: int) -> None:
